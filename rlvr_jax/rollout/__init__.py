@@ -1,0 +1,3 @@
+"""Rollout: pure sampling processors, the jit-compiled generate loop, teacher-forced scoring."""
+
+from rlvr_jax.rollout import processors
