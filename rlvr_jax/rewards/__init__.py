@@ -1,0 +1,20 @@
+"""Verifiable rewards: verifiers (math, code), shaping and likelihood rewards.
+
+Submodules are imported on first attribute access, so ``import rlvr_jax.rewards`` stays cheap
+(sympy, for instance, loads only when the math verifier is used):
+
+* :mod:`rlvr_jax.rewards.math`: ``verify``, ``verify_batch``, ``extract_answer``,
+  ``is_equivalent``: the rule-based math verifier.
+* :mod:`rlvr_jax.rewards.workers`: ``WorkerPool``, ``Outcome``: a process pool with a hard,
+  killing per-item timeout, for any host-side verifier.
+"""
+
+import importlib
+
+_SUBMODULES = ("math", "workers")
+
+
+def __getattr__(name):
+  if name in _SUBMODULES:
+    return importlib.import_module(f"{__name__}.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
