@@ -1,0 +1,194 @@
+"""Task files: JSONL and Parquet records → :class:`~rlvr_jax.data.task.Example`, with schema checks.
+
+One record per line (JSONL) or per row (Parquet)::
+
+  {"prompt": "What is 2+3?", "answer": "5", "verifier": "exact", "metadata": {"id": 7}}
+  {"prompt": [{"role": "user", "content": "..."}], "answer": "\\\\frac{1}{2}", "verifier": "math"}
+
+* ``prompt`` (required): a string, or a non-empty list of ``{"role": str, "content": str}``.
+* ``answer`` (required): a string; an integer is accepted and converted with ``str`` (GSM8K-style
+  files often store numbers); floats and booleans are rejected (``0.1 + 0.2`` has no canonical
+  string form).
+* ``verifier``: a registered verifier name; may be omitted when the reader is given
+  ``default_verifier``.
+* ``metadata``: optional JSON object.
+
+Any other key is an error, so a misspelt field fails loudly instead of vanishing. ``field_map``
+renames source columns first (``{"question": "prompt"}``). Every error is a
+:class:`TaskFileError` that names the file and the 1-based line (JSONL) or row (Parquet).
+
+Parquet goes through ``pyarrow``, imported only when a Parquet file is read; without it the reader
+raises an ImportError that says how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from rlvr_jax.data import task as task_lib
+from rlvr_jax.data import verifiers as _verifiers  # pylint: disable=unused-import  (registers)
+
+_ALLOWED = ("prompt", "answer", "verifier", "metadata")
+
+
+class TaskFileError(ValueError):
+  """A record in a task file violates the schema; the message names file and line."""
+
+
+def parse_record(record: Any, *, where: str, default_verifier: Optional[str] = None,
+                 field_map: Optional[Mapping[str, str]] = None,
+                 check_verifier: bool = True) -> task_lib.Example:
+  """Validates one decoded record and builds its Example.
+
+  Args:
+    record: the decoded JSON object (or Parquet row as a dict).
+    where: ``"path:line"`` used in error messages.
+    default_verifier: verifier for records without a ``verifier`` field.
+    field_map: source key → schema key renames applied before validation.
+    check_verifier: require the verifier name to be registered.
+
+  Raises:
+    TaskFileError: naming ``where`` and the offending field.
+  """
+  if not isinstance(record, dict):
+    raise TaskFileError(f"{where}: expected a JSON object, got {type(record).__name__}.")
+  if field_map:
+    record = {field_map.get(k, k): v for k, v in record.items()}
+  unknown = sorted(set(record) - set(_ALLOWED))
+  if unknown:
+    raise TaskFileError(f"{where}: unknown field(s) {unknown}; allowed: {list(_ALLOWED)} "
+                        "(use field_map to rename source columns).")
+  if "prompt" not in record:
+    raise TaskFileError(f"{where}: missing required field 'prompt'.")
+  prompt = record["prompt"]
+  if isinstance(prompt, str):
+    pass
+  elif isinstance(prompt, (list, np.ndarray)) and len(prompt) > 0:
+    prompt = list(prompt)
+    for i, m in enumerate(prompt):
+      if not (isinstance(m, dict) and set(m) == {"role", "content"}
+              and isinstance(m["role"], str) and isinstance(m["content"], str)):
+        raise TaskFileError(f"{where}: prompt message {i} must be {{'role': str, 'content': str}},"
+                            f" got {m!r}.")
+      prompt[i] = dict(m)
+  else:
+    raise TaskFileError(f"{where}: 'prompt' must be a string or a non-empty list of chat "
+                        f"messages, got {type(prompt).__name__}.")
+  if "answer" not in record:
+    raise TaskFileError(f"{where}: missing required field 'answer'.")
+  answer = record["answer"]
+  if isinstance(answer, (bool, np.bool_)) or not isinstance(answer, (str, int, np.integer)):
+    raise TaskFileError(f"{where}: 'answer' must be a string (or an integer), got "
+                        f"{type(answer).__name__}: {answer!r}.")
+  answer = str(answer)
+  verifier = record.get("verifier", default_verifier)
+  if verifier is None:
+    raise TaskFileError(f"{where}: missing 'verifier' and no default_verifier was given.")
+  if not isinstance(verifier, str):
+    raise TaskFileError(f"{where}: 'verifier' must be a string, got {verifier!r}.")
+  if check_verifier and verifier not in task_lib.registered_verifiers():
+    raise TaskFileError(f"{where}: unknown verifier {verifier!r}; registered: "
+                        f"{list(task_lib.registered_verifiers())}.")
+  metadata = record.get("metadata")
+  if metadata is None:
+    metadata = {}
+  if not isinstance(metadata, dict):
+    raise TaskFileError(f"{where}: 'metadata' must be an object, got {type(metadata).__name__}.")
+  return task_lib.Example(prompt=prompt, answer=answer, verifier=verifier, metadata=metadata)
+
+
+def read_jsonl(path: str, **kwargs) -> List[task_lib.Example]:
+  """All examples of a JSONL file; blank lines are skipped. ``kwargs`` go to :func:`parse_record`."""
+  examples = []
+  with open(path, "r", encoding="utf-8") as f:
+    for lineno, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      where = f"{path}:{lineno}"
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise TaskFileError(f"{where}: invalid JSON ({e.msg} at column {e.colno}).") from None
+      examples.append(parse_record(record, where=where, **kwargs))
+  return examples
+
+
+def _import_pyarrow_parquet():
+  try:
+    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ImportError("Reading Parquet task files needs pyarrow: pip install pyarrow "
+                      "(or convert the file to JSONL).") from None
+  return pq
+
+
+def read_parquet(path: str, **kwargs) -> List[task_lib.Example]:
+  """All examples of a Parquet file (rows numbered from 1 in errors); needs ``pyarrow``."""
+  pq = _import_pyarrow_parquet()
+  rows = pq.read_table(path).to_pylist()
+  return [parse_record(row, where=f"{path}:row {i}", **kwargs)
+          for i, row in enumerate(rows, start=1)]
+
+
+def read_task_file(path: str, **kwargs) -> List[task_lib.Example]:
+  """Reads ``.jsonl``/``.json`` lines or ``.parquet`` by extension."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext in (".jsonl", ".json", ".ndjson"):
+    return read_jsonl(path, **kwargs)
+  if ext in (".parquet", ".pq"):
+    return read_parquet(path, **kwargs)
+  raise ValueError(f"{path}: unknown task-file extension {ext!r} (use .jsonl or .parquet).")
+
+
+def example_to_record(example: task_lib.Example) -> Dict[str, Any]:
+  """The schema record of ``example`` (inverse of :func:`parse_record`)."""
+  return {"prompt": example.prompt, "answer": example.answer, "verifier": example.verifier,
+          "metadata": dict(example.metadata)}
+
+
+def write_jsonl(path: str, examples: Iterable[task_lib.Example]) -> None:
+  """Writes ``examples`` as a task JSONL file (UTF-8, one record per line)."""
+  with open(path, "w", encoding="utf-8") as f:
+    for ex in examples:
+      f.write(json.dumps(example_to_record(ex), ensure_ascii=False) + "\n")
+
+
+class FileTaskSource:
+  """A :class:`~rlvr_jax.data.task.TaskSource` over task files, one file per split.
+
+  ``examples(split, seed)`` yields the split's examples in a permutation drawn from
+  ``numpy.random.default_rng(seed)`` (``shuffle=False``: file order), so the sequence is a pure
+  function of ``(split, seed)``, as a resumed run needs. Files are read once and cached.
+  """
+
+  def __init__(self, files: Mapping[str, str], *, name: str = "file", shuffle: bool = True,
+               **parse_kwargs):
+    """``files``: split name → path; ``parse_kwargs`` go to :func:`parse_record`."""
+    self.name = name
+    self._files = dict(files)
+    self._shuffle = shuffle
+    self._parse_kwargs = parse_kwargs
+    self._cache: Dict[str, List[task_lib.Example]] = {}
+
+  @property
+  def splits(self) -> Sequence[str]:
+    return tuple(self._files)
+
+  def load(self, split: str) -> List[task_lib.Example]:
+    """The split's examples in file order."""
+    if split not in self._files:
+      raise ValueError(f"Unknown split {split!r}; this source has {list(self._files)}.")
+    if split not in self._cache:
+      self._cache[split] = read_task_file(self._files[split], **self._parse_kwargs)
+    return self._cache[split]
+
+  def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
+    data = self.load(split)
+    order = (np.random.default_rng(seed).permutation(len(data)) if self._shuffle
+             else np.arange(len(data)))
+    for i in order:
+      yield data[int(i)]
