@@ -1,0 +1,349 @@
+"""Decoder-only transformer of the Llama 3.x / Qwen2 / Qwen3 families in Flax linen.
+
+One module covers the three families; ``ModelConfig`` switches the differences:
+
+* RMSNorm (Zhang & Sennrich 2019, arXiv:1910.07467): ``y = w * x / sqrt(mean(x^2) + eps)``,
+  statistics in float32.
+* RoPE (Su et al. 2021, arXiv:2104.09864) in the "rotate half" layout of the HF checkpoints,
+  ``inv_freq_i = theta^(-2i/Dh)``, optionally rescaled by the llama3 rule (see ``rope_inv_freq``).
+* Grouped-query attention (Ainslie et al. 2023, arXiv:2305.13245), optional q/k/v biases (Qwen2)
+  and RMSNorm on queries and keys per head before RoPE (Qwen3, arXiv:2505.09388).
+* SwiGLU MLP (Shazeer 2020, arXiv:2002.05202): ``down(silu(gate(x)) * up(x))``.
+* Tied or untied LM head; logits always float32.
+
+Positions and masks are explicit inputs, so that left-padded batches and a static KV cache need no
+recompilation per length:
+
+* ``positions`` ``[B, T]`` are RoPE positions (for left padding ``max(cumsum(mask) - 1, 0)``).
+* Without a cache, ``attention_mask`` is ``[B, T]`` bool, True on real tokens; query ``t`` attends
+  to keys ``s <= t`` with ``attention_mask[b, s]``.
+* With a cache of ``S`` slots, the new keys/values are written at slots
+  ``[cache_index, cache_index + T)`` and ``attention_mask`` is ``[B, S]`` bool over all slots (True
+  where a slot holds a real token, the new ones included); the query at slot ``cache_index + i``
+  attends to valid slots ``<= cache_index + i``. ``cache_index`` may be a traced scalar.
+
+Layers are stacked with ``nn.scan`` (parameters carry a leading ``[L]`` axis), so compile time does
+not grow with depth; the KV cache ``[L, B, S, KV, Dh]`` travels in the scan carry and each layer
+writes only its new slots in place.
+
+Parameters are the plain ``params`` collection (a nested dict):
+``embed/embedding [V, D]``, ``layers/{input_norm,post_attn_norm}/scale [L, D]``,
+``layers/attn/{q,k,v}_proj/kernel [L, D, N, Dh]`` (+ ``bias [L, N, Dh]``),
+``layers/attn/o_proj/kernel [L, H, Dh, D]`` (+ ``bias [L, D]``),
+``layers/attn/{q,k}_norm/scale [L, Dh]``, ``layers/mlp/{gate,up}_proj/kernel [L, D, F]``,
+``layers/mlp/down_proj/kernel [L, F, D]``, ``final_norm/scale [D]``, ``lm_head/kernel [D, V]``
+(untied only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlvr_jax.models.config import ModelConfig
+
+Array = jax.Array
+Params = Any
+
+_INIT_STD = 0.02  # HF ``initializer_range`` default for all three families.
+
+
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+  """Static key/value cache of every layer.
+
+  Attributes:
+    k: ``[L, B, S, KV, Dh]`` keys after RoPE (and q/k norm), compute dtype.
+    v: ``[L, B, S, KV, Dh]`` values, compute dtype.
+  """
+
+  k: Array
+  v: Array
+
+
+jax.tree_util.register_dataclass(KVCache, data_fields=["k", "v"], meta_fields=[])
+
+
+def init_cache(config: ModelConfig, batch_size: int, max_length: int) -> KVCache:
+  """A zero KV cache of ``max_length`` slots for ``batch_size`` sequences (compute dtype)."""
+  if batch_size <= 0 or max_length <= 0:
+    raise ValueError(f"batch_size and max_length must be positive, got {batch_size}, "
+                     f"{max_length}")
+  shape = (config.num_layers, batch_size, max_length, config.num_kv_heads, config.head_dim)
+  return KVCache(k=jnp.zeros(shape, config.compute_dtype), v=jnp.zeros(shape, config.compute_dtype))
+
+
+def rope_inv_freq(config: ModelConfig) -> np.ndarray:
+  """RoPE inverse frequencies ``[Dh / 2]`` float32, with the llama3 rescaling when configured.
+
+  ``inv_freq_i = theta^(-2i / Dh)``. The llama3 rule (Llama 3.1 release, Meta 2024; the
+  ``rope_type="llama3"`` of HF transformers) keeps high frequencies, divides low frequencies by
+  ``factor`` and interpolates in between, by wavelength ``lambda = 2 pi / inv_freq`` against
+  ``L0 = original_max_position_embeddings``:
+
+  * ``lambda < L0 / high_freq_factor``: unchanged;
+  * ``lambda > L0 / low_freq_factor``: ``inv_freq / factor``;
+  * otherwise, with ``s = (L0 / lambda - low_freq_factor) / (high_freq_factor - low_freq_factor)``:
+    ``(1 - s) * inv_freq / factor + s * inv_freq``.
+  """
+  dh = config.head_dim
+  inv_freq = 1.0 / (config.rope_theta ** (np.arange(0, dh, 2, dtype=np.float64) / dh))
+  if config.rope_scaling is not None:
+    rs = dict(config.rope_scaling)
+    factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+    old_len = rs["original_max_position_embeddings"]
+    wavelen = 2.0 * math.pi / inv_freq
+    smooth = (old_len / wavelen - low) / (high - low)
+    scaled = np.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    inv_freq = np.where(medium, (1.0 - smooth) * inv_freq / factor + smooth * inv_freq, scaled)
+  return inv_freq.astype(np.float32)
+
+
+def _rope_tables(config: ModelConfig, positions: Array) -> Tuple[Array, Array]:
+  """cos/sin tables ``[B, T, Dh]`` float32 for the rotate-half layout."""
+  inv_freq = jnp.asarray(rope_inv_freq(config))
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq
+  angles = jnp.concatenate([angles, angles], axis=-1)
+  return jnp.cos(angles), jnp.sin(angles)
+
+
+def _apply_rope(x: Array, cos: Array, sin: Array) -> Array:
+  """Rotates ``x`` ``[B, T, N, Dh]``: ``x * cos + rotate_half(x) * sin`` (in ``x``'s dtype)."""
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+  cos = cos[:, :, None, :].astype(x.dtype)
+  sin = sin[:, :, None, :].astype(x.dtype)
+  return x * cos + rotated * sin
+
+
+def _project_logits(hidden: Array, weight: Array, tied: bool, dtype: jnp.dtype) -> Array:
+  """Logits float32 from ``hidden [..., D]`` and the embedding ``[V, D]`` or head ``[D, V]``.
+
+  Inputs are cast to the compute dtype; accumulation and output are float32.
+  """
+  spec = "...d,vd->...v" if tied else "...d,dv->...v"
+  return jnp.einsum(spec, hidden.astype(dtype), weight.astype(dtype),
+                    preferred_element_type=jnp.float32)
+
+
+class RMSNorm(nn.Module):
+  """``y = w * x / sqrt(mean(x^2) + eps)`` over the last axis; statistics in float32."""
+
+  eps: float
+  dtype: Any
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+    # Cast back before scaling, as the reference implementations do.
+    return y.astype(self.dtype) * scale.astype(self.dtype)
+
+
+def _dense(features, name, config, use_bias=False, axis=-1):
+  return nn.DenseGeneral(features=features, axis=axis, use_bias=use_bias, name=name,
+                         dtype=config.compute_dtype, param_dtype=config.params_dtype,
+                         kernel_init=nn.initializers.normal(_INIT_STD))
+
+
+class Attention(nn.Module):
+  """Grouped-query self-attention with RoPE, optional biases, q/k norm and a static KV cache."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, cos, sin, allowed, kv, layer, cache_index):
+    cfg = self.config
+    h, kvh, dh = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    q = _dense((h, dh), "q_proj", cfg, cfg.attention_bias)(x)
+    k = _dense((kvh, dh), "k_proj", cfg, cfg.attention_bias)(x)
+    v = _dense((kvh, dh), "v_proj", cfg, cfg.attention_bias)(x)
+    if cfg.qk_norm:
+      norm = dict(eps=cfg.rms_norm_eps, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
+      q = RMSNorm(name="q_norm", **norm)(q)
+      k = RMSNorm(name="k_norm", **norm)(k)
+    q = _apply_rope(q, cos, sin)
+    k = _apply_rope(k, cos, sin)
+    if kv is not None:
+      k_all, v_all = kv
+      zero = jnp.zeros((), jnp.int32)
+      start = (layer, zero, cache_index, zero, zero)
+      k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), start)
+      v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), start)
+      k = jax.lax.dynamic_index_in_dim(k_all, layer, axis=0, keepdims=False)
+      v = jax.lax.dynamic_index_in_dim(v_all, layer, axis=0, keepdims=False)
+      kv = (k_all, v_all)
+    b, t = q.shape[:2]
+    q = q.reshape(b, t, kvh, h // kvh, dh)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype),
+                        preferred_element_type=jnp.float32) * (dh ** -0.5)
+    # A fully masked row (a padding query) gets a uniform distribution rather than NaN.
+    scores = jnp.where(allowed[:, None, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(cfg.compute_dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(cfg.compute_dtype))
+    out = out.reshape(b, t, h, dh)
+    out = _dense(cfg.hidden_size, "o_proj", cfg, cfg.attention_out_bias, axis=(-2, -1))(out)
+    return out, kv
+
+
+class MLP(nn.Module):
+  """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.config
+    gate = _dense(cfg.intermediate_size, "gate_proj", cfg)(x)
+    up = _dense(cfg.intermediate_size, "up_proj", cfg)(x)
+    return _dense(cfg.hidden_size, "down_proj", cfg)(jax.nn.silu(gate) * up)
+
+
+class DecoderBlock(nn.Module):
+  """Pre-norm block ``x += attn(norm(x)); x += mlp(norm(x))``, in ``nn.scan`` carry form."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, carry, cos, sin, allowed, cache_index):
+    cfg = self.config
+    x, kv, layer = carry
+    norm = dict(eps=cfg.rms_norm_eps, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
+    attn_out, kv = Attention(cfg, name="attn")(RMSNorm(name="input_norm", **norm)(x), cos, sin,
+                                                allowed, kv, layer, cache_index)
+    x = x + attn_out
+    x = x + MLP(cfg, name="mlp")(RMSNorm(name="post_attn_norm", **norm)(x))
+    return (x, kv, layer + 1), None
+
+
+def _check_inputs(tokens, positions, attention_mask, cache, cache_index):
+  if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+    raise ValueError(f"tokens must be [B, T] integers, got {tokens.shape} {tokens.dtype}")
+  if positions.shape != tokens.shape or not jnp.issubdtype(positions.dtype, jnp.integer):
+    raise ValueError(f"positions must be integers shaped like tokens {tokens.shape}, got "
+                     f"{positions.shape} {positions.dtype}")
+  b, t = tokens.shape
+  if cache is None:
+    if cache_index is not None:
+      raise ValueError("cache_index given without a cache")
+    expected = (b, t)
+  else:
+    if cache_index is None:
+      raise ValueError("a cache needs cache_index (the first slot the new tokens go to)")
+    if cache.k.shape[1] != b:
+      raise ValueError(f"cache batch {cache.k.shape[1]} != tokens batch {b}")
+    if t > cache.k.shape[2]:
+      raise ValueError(f"{t} new tokens do not fit a cache of {cache.k.shape[2]} slots")
+    expected = (b, cache.k.shape[2])
+  if attention_mask.shape != expected or attention_mask.dtype != jnp.bool_:
+    raise ValueError(f"attention_mask must be bool {expected} "
+                     f"({'[B, T]' if cache is None else '[B, S] over cache slots'}), got "
+                     f"{attention_mask.shape} {attention_mask.dtype}")
+
+
+class Transformer(nn.Module):
+  """The policy model: ``(tokens, positions, mask[, cache]) -> (logits | hidden, cache)``."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens: Array, positions: Array, attention_mask: Array,
+               cache: Optional[KVCache] = None, cache_index: Optional[Array] = None,
+               return_hidden: bool = False) -> Tuple[Array, Optional[KVCache]]:
+    """Runs the decoder.
+
+    Args:
+      tokens: ``[B, T]`` int token ids.
+      positions: ``[B, T]`` int RoPE positions.
+      attention_mask: bool, ``[B, T]`` without a cache (True on real tokens), ``[B, S]`` over the
+        cache slots with one (True on slots holding real tokens, the new ones included).
+      cache: optional ``KVCache`` of ``S`` slots; the new keys/values are written at slots
+        ``[cache_index, cache_index + T)``. The caller keeps ``cache_index + T <= S`` (a traced
+        index cannot be checked; ``dynamic_update_slice`` would clamp it).
+      cache_index: int32 scalar (may be traced), required with a cache.
+      return_hidden: return the final-normed hidden states ``[B, T, D]`` (compute dtype) instead
+        of logits; ``unembed`` turns them into logits (e.g. in chunks, to bound memory).
+
+    Returns:
+      ``(logits [B, T, V] float32 or hidden [B, T, D], updated cache or None)``.
+    """
+    cfg = self.config
+    _check_inputs(tokens, positions, attention_mask, cache, cache_index)
+    t = tokens.shape[1]
+    if cache is None:
+      q_slot = jnp.arange(t)
+      k_slot = jnp.arange(t)
+      kv = None
+      cache_index = jnp.zeros((), jnp.int32)
+    else:
+      cache_index = jnp.asarray(cache_index, jnp.int32)
+      q_slot = cache_index + jnp.arange(t)
+      k_slot = jnp.arange(cache.k.shape[2])
+      kv = (cache.k, cache.v)
+    allowed = (k_slot[None, :] <= q_slot[:, None])[None] & attention_mask[:, None, :]
+    cos, sin = _rope_tables(cfg, positions)
+
+    embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype,
+                     param_dtype=cfg.params_dtype,
+                     embedding_init=nn.initializers.normal(_INIT_STD), name="embed")
+    x = embed(tokens).astype(cfg.compute_dtype)
+
+    block = DecoderBlock
+    if cfg.remat:
+      block = nn.remat(block, prevent_cse=False)
+    layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+                     in_axes=(nn.broadcast,) * 4, length=cfg.num_layers)(cfg, name="layers")
+    (x, kv, _), _ = layers((x, kv, jnp.zeros((), jnp.int32)), cos, sin, allowed, cache_index)
+    hidden = RMSNorm(cfg.rms_norm_eps, cfg.compute_dtype, cfg.params_dtype, name="final_norm")(x)
+    new_cache = None if kv is None else KVCache(k=kv[0], v=kv[1])
+    # The untied head is declared on every path, so params have one tree whatever is returned.
+    weight = embed.embedding if cfg.tie_word_embeddings else _LMHead(cfg, name="lm_head")()
+    if return_hidden:
+      return hidden, new_cache
+    return _project_logits(hidden, weight, cfg.tie_word_embeddings, cfg.compute_dtype), new_cache
+
+
+class _LMHead(nn.Module):
+  """Holds the untied LM head ``kernel [D, V]``."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self) -> Array:
+    cfg = self.config
+    return self.param("kernel", nn.initializers.normal(_INIT_STD),
+                      (cfg.hidden_size, cfg.vocab_size), cfg.params_dtype)
+
+
+def unembed(params: Params, config: ModelConfig, hidden: Array) -> Array:
+  """LM head: ``hidden [..., D] -> logits [..., V]`` float32 (tied or untied, as configured).
+
+  Args:
+    params: the model's ``params`` collection (as returned by ``init_params``/``load_hf``).
+    config: the model config.
+    hidden: final-normed hidden states, e.g. from ``Transformer(...)(..., return_hidden=True)``.
+  """
+  if hidden.shape[-1] != config.hidden_size:
+    raise ValueError(f"hidden last dim {hidden.shape[-1]} != hidden_size {config.hidden_size}")
+  if config.tie_word_embeddings:
+    weight = params["embed"]["embedding"]
+  else:
+    weight = params["lm_head"]["kernel"]
+  return _project_logits(hidden, weight, config.tie_word_embeddings, config.compute_dtype)
+
+
+def init_params(config: ModelConfig, rng: Array) -> Params:
+  """Random parameters (normal(0.02) matrices, unit norm scales, zero biases), ``param_dtype``."""
+  model = Transformer(config)
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  mask = jnp.ones((1, 1), jnp.bool_)
+  return jax.jit(model.init)(rng, tokens, tokens, mask)["params"]
