@@ -1,0 +1,196 @@
+"""Tests of the jit'd update step: micro-batching, sharding, remat and the scorer.
+
+A tiny bigram policy and a token-mean policy-gradient objective (written here, independent of
+``rlvr_jax.models`` and ``rlvr_jax.objectives``) isolate the step's own logic.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from rlvr_jax import types
+from rlvr_jax.train import mesh as mesh_lib
+from rlvr_jax.train import state as state_lib
+from rlvr_jax.train import step
+
+VOCAB = 12
+DIM = 8
+
+
+def init_params(seed=0):
+  rng = np.random.default_rng(seed)
+  return {
+      "embed": jnp.asarray(rng.normal(size=(VOCAB, DIM)), jnp.float32),
+      "out": jnp.asarray(rng.normal(size=(DIM, VOCAB)) * 0.5, jnp.float32),
+  }
+
+
+def logprob_fn(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
+  """Bigram policy: token t is predicted from token t-1 (the last prompt token for t=0)."""
+  del prompt_mask
+  prev = jnp.concatenate([prompt_tokens[:, -1:], completion_tokens[:, :-1]], axis=1)
+  logits = params["embed"][prev] @ params["out"]
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  token_lp = jnp.take_along_axis(logp, completion_tokens[..., None], axis=-1)[..., 0]
+  entropy = -(jnp.exp(logp) * logp).sum(-1)
+  return token_lp * completion_mask, entropy
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenMeanPG:
+  """loss = -sum(ratio * A * mask) / num_tokens (global), ratio = exp(lp - old)."""
+
+  needs_reference: bool = False
+  needs_entropy: bool = False
+  whole_groups: bool = False
+
+  def loss(self, logprobs, batch, counts, entropy=None):
+    ratio = jnp.exp(logprobs - batch.old_logprobs)
+    per_token = -ratio * batch.advantages * batch.mask
+    return per_token.sum() / counts.num_tokens, {"pg_tokens": batch.mask.sum() / counts.num_tokens}
+
+
+def random_batch(num_prompts=4, group=4, prompt_len=3, length=5, seed=0):
+
+  rng = np.random.default_rng(seed)
+  b = num_prompts * group
+  lengths = rng.integers(1, length + 1, size=b)
+  mask = (np.arange(length)[None] < lengths[:, None]).astype(np.float32)
+  loss = types.LossBatch(
+      mask=jnp.asarray(mask),
+      advantages=jnp.asarray(rng.normal(size=(b, 1)) * mask, jnp.float32),
+      old_logprobs=jnp.asarray(-rng.uniform(0.5, 3.0, size=(b, length)) * mask, jnp.float32),
+      ref_logprobs=jnp.zeros((b, length), jnp.float32),
+      rollout_logprobs=jnp.zeros((b, length), jnp.float32),
+      rewards=jnp.asarray(rng.normal(size=b), jnp.float32),
+      correct=jnp.zeros((b,), jnp.float32),
+      group_ids=jnp.asarray(np.repeat(np.arange(num_prompts), group), jnp.int32),
+      truncated=jnp.zeros((b,), jnp.float32),
+  )
+  return step.TrainBatch(
+      prompt_tokens=jnp.asarray(rng.integers(0, VOCAB, size=(b, prompt_len)), jnp.int32),
+      prompt_mask=jnp.ones((b, prompt_len), bool),
+      completion_tokens=jnp.asarray(rng.integers(0, VOCAB, size=(b, length)), jnp.int32),
+      loss=loss)
+
+
+def _optimizer():
+  config = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-2, weight_decay=0.01,
+                                          grad_clip=1.0, schedule="constant"))
+  return state_lib.make_optimizer(config)
+
+
+def _run(num_micro, group_size=None, remat="none", mesh=None, specs=None):
+  tx, schedule = _optimizer()
+  params = init_params()
+  batch = random_batch()
+  fn = step.make_update_fn(TokenMeanPG(), tx, step.with_remat(logprob_fn, remat),
+                           num_micro_batches=num_micro, group_size=group_size, schedule=schedule)
+  if mesh is None:
+    state = state_lib.create(params, tx)
+    return jax.jit(fn)(state, batch)
+  state, shardings = state_lib.init_sharded(params, tx, specs, mesh, with_reference=False)
+  batch = mesh_lib.host_local_to_global(batch, mesh)
+  return step.jit_update(fn, shardings, mesh_lib.batch_sharding(mesh))(state, batch)
+
+
+def _reference_update(params, batch):
+  """Full-batch loss gradient by numpy-free autodiff of the formula, then one clipped AdamW step."""
+  def loss(p):
+    lp, _ = logprob_fn(p, batch.prompt_tokens, batch.prompt_mask, batch.completion_tokens,
+                       batch.loss.mask)
+    ratio = jnp.exp(lp - batch.loss.old_logprobs)
+    return -(ratio * batch.loss.advantages * batch.loss.mask).sum() / batch.loss.mask.sum()
+  grads = jax.grad(loss)(params)
+  norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
+  scale = jnp.minimum(1.0, 1.0 / norm)
+  # First AdamW step: m/(sqrt(v)+eps) = g/|g| elementwise (bias-corrected), plus decay.
+  return jax.tree.map(
+      lambda p, g: p - 1e-2 * ((g * scale) / (jnp.abs(g * scale) + 1e-8) + 0.01 * p),
+      params, grads), norm
+
+
+def test_single_step_matches_hand_written_update():
+  state, metrics = _run(1)
+  expected, norm = _reference_update(init_params(), random_batch())
+  for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, atol=1e-6)
+  np.testing.assert_allclose(metrics["grad_norm"], norm, rtol=1e-5)
+  assert int(state.step) == 1
+  np.testing.assert_allclose(metrics["learning_rate"], 1e-2)
+
+
+@pytest.mark.parametrize("group_size", [None, 4])
+def test_micro_batches_give_the_same_update(group_size):
+  one, m1 = _run(1)
+  four, m4 = _run(4, group_size=group_size)
+  for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  for key in ("loss", "grad_norm", "pg_tokens", "entropy"):
+    np.testing.assert_allclose(m1[key], m4[key], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(m4["pg_tokens"], 1.0, rtol=1e-6)
+
+
+def test_remat_does_not_change_the_update():
+  plain, _ = _run(2)
+  remat, _ = _run(2, remat="full")
+  for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(remat.params)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_sharded_over_eight_devices_equals_one_device():
+  assert jax.device_count() == 8
+  mesh = mesh_lib.make_mesh(data=2, fsdp=2, tensor=2)
+  specs = {"embed": P("fsdp", "tensor"), "out": P("tensor", None)}
+  sharded, metrics = _run(2, mesh=mesh, specs=specs)
+  single, single_metrics = _run(2)
+  assert sharded.params["embed"].sharding.spec == P("fsdp", "tensor")
+  mu = sharded.opt_state[1][0].mu["embed"]
+  assert mu.sharding.spec == P("fsdp", "tensor")
+  for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  np.testing.assert_allclose(metrics["loss"], single_metrics["loss"], rtol=1e-6)
+
+
+def test_split_and_merge_micro_batches_round_trip():
+  x = jnp.arange(24).reshape(12, 2)
+  split = step.split_micro_batches(x, 3, group_size=2)
+  # Micro-batch 0 holds groups 0 and 3 (rows 0,1 and 6,7): an interleave of whole groups.
+  np.testing.assert_array_equal(split[0][:, 0], [0, 2, 12, 14])
+  np.testing.assert_array_equal(step._merge_micro_batches(split, 2), x)
+  with pytest.raises(ValueError):
+    step.split_micro_batches(x, 5, group_size=None)
+
+
+def test_score_fn_micro_batched_equals_full():
+  batch = random_batch()
+  args = (batch.prompt_tokens, batch.prompt_mask, batch.completion_tokens, batch.loss.mask)
+  full, _ = jax.jit(step.make_score_fn(logprob_fn))(init_params(), *args)
+  micro, _ = jax.jit(step.make_score_fn(logprob_fn, 4, group_size=2))(init_params(), *args)
+  np.testing.assert_allclose(full, micro, atol=1e-6)
+
+
+def test_mesh_shapes():
+  assert mesh_lib.mesh_shape(8) == (8, 1, 1)
+  assert mesh_lib.mesh_shape(8, data=2, fsdp=-1, tensor=2) == (2, 2, 2)
+  assert mesh_lib.mesh_shape(1) == (1, 1, 1)
+  with pytest.raises(ValueError):
+    mesh_lib.mesh_shape(8, data=3)
+  mesh = mesh_lib.make_mesh(devices=jax.devices()[:1])
+  assert dict(mesh.shape) == {"data": 1, "fsdp": 1, "tensor": 1}
+
+
+def test_warmup_cosine_schedule():
+  config = ml_collections.ConfigDict(dict(learning_rate=1.0, schedule="cosine", warmup_steps=10,
+                                          decay_steps=100, end_learning_rate_factor=0.1))
+  schedule = state_lib.make_schedule(config)
+  np.testing.assert_allclose(schedule(5), 0.5)
+  np.testing.assert_allclose(schedule(10), 1.0)
+  np.testing.assert_allclose(schedule(60), 0.1 + 0.9 * 0.5, rtol=1e-6)
+  np.testing.assert_allclose(schedule(110), 0.1, rtol=1e-6)
