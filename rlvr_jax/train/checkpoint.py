@@ -1,0 +1,205 @@
+"""Checkpoints: orbax-checkpoint manager for the train state plus JSON extras.
+
+A checkpoint at step ``s`` is a directory ``<dir>/<s>/`` with two items:
+
+* ``state``: any pytree of arrays: params, optimizer state, step counter, PRNG key (typed
+  ``jax.random.key`` arrays and raw ``uint32`` keys both work), written by orbax's
+  ``StandardSave`` so that each host writes its own shards.
+* ``extras``: a JSON object: the data-iterator position, the resolved config
+  (:func:`to_jsonable` turns an ``ml_collections.ConfigDict`` into plain JSON), anything small.
+
+**Atomicity.** Orbax writes a step into a temporary directory and renames it into place only
+after every file is written (a ``commit_success`` marker on file systems without atomic rename),
+so a process killed with SIGKILL mid-save leaves the previous checkpoint as the latest complete
+one; :meth:`Checkpointer.latest_step` never reports a partial step. Temporary directories left by
+a killed save are ignored and removed by the next save or at start-up.
+
+**Restoring with target shardings.** :meth:`Checkpointer.restore` takes an abstract state: a
+pytree of ``jax.ShapeDtypeStruct`` with the *target* shardings (:func:`abstract_state` builds one
+from a live state, or use ``jax.eval_shape`` plus the model's partition rules). Arrays are read
+straight into those shardings, so a run may resume on a different mesh than it saved from.
+
+Typical loop use::
+
+  ckpt = Checkpointer(workdir + "/checkpoints", max_to_keep=3)
+  if ckpt.latest_step() is not None:
+    state, extras = ckpt.restore(abstract_state=abstract_state(state))
+  ...
+  ckpt.save(step, state, {"data_position": pos, "config": to_jsonable(config)})
+  ...
+  ckpt.close()   # waits for an asynchronous save to finish
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+
+def abstract_state(state: PyTree, shardings: Optional[PyTree] = None) -> PyTree:
+  """``state`` as ``jax.ShapeDtypeStruct`` leaves, each with its array's (or the given) sharding.
+
+  Args:
+    state: a pytree of ``jax.Array`` (or numpy arrays, which get no sharding).
+    shardings: optional pytree of ``jax.sharding.Sharding`` with the structure of ``state``; when
+      given, it replaces the leaves' own shardings (restore onto a different mesh).
+  """
+  if shardings is None:
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, "sharding", None)),
+        state)
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), state, shardings)
+
+
+def to_jsonable(obj: Any) -> Any:
+  """A JSON-serialisable copy of ``obj``.
+
+  ``ml_collections.ConfigDict`` (anything with ``to_dict``), dataclasses, mappings, tuples/lists,
+  numpy scalars/arrays and enums are converted; other objects become ``repr`` strings, so a
+  resolved config with a callable in it still records *what* the callable was.
+  """
+  if hasattr(obj, "to_dict") and callable(obj.to_dict):
+    return to_jsonable(obj.to_dict())
+  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    return to_jsonable(dataclasses.asdict(obj))
+  if isinstance(obj, Mapping):
+    return {str(k): to_jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [to_jsonable(v) for v in obj]
+  if isinstance(obj, enum.Enum):
+    return obj.name
+  if isinstance(obj, (np.generic, np.ndarray)):
+    return obj.tolist()
+  if obj is None or isinstance(obj, (bool, int, float, str)):
+    return obj
+  return repr(obj)
+
+
+class Checkpointer:
+  """Keep-last-N checkpoints of a train state and JSON extras in one directory."""
+
+  def __init__(self, directory: str, *, max_to_keep: Optional[int] = 3,
+               async_save: bool = True, save_interval_steps: int = 1):
+    """Opens (creating if needed) the checkpoint directory.
+
+    Args:
+      directory: where step directories live; created if missing.
+      max_to_keep: keep only the newest N checkpoints (None keeps all).
+      async_save: write in a background thread; :meth:`save` returns once the arrays are copied
+        to host memory. :meth:`wait` / :meth:`close` block until the write is committed.
+      save_interval_steps: :meth:`save` skips steps that are not multiples of this (unless
+        ``force``).
+    """
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        save_interval_steps=save_interval_steps,
+        create=True,
+        # A save killed mid-write leaves a temporary directory; remove it at start-up.
+        cleanup_tmp_directories=True,
+        enable_async_checkpointing=async_save,
+    )
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=("state", "extras"))
+
+  def latest_step(self) -> Optional[int]:
+    """The newest *complete* checkpoint's step, or None when there is none."""
+    return self._manager.latest_step()
+
+  def all_steps(self) -> List[int]:
+    """Steps of all complete checkpoints, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: PyTree, extras: Optional[Mapping[str, Any]] = None, *,
+           force: bool = False) -> bool:
+    """Saves ``state`` and JSON ``extras`` as checkpoint ``step``.
+
+    Args:
+      step: the step number (the directory name); must exceed the latest saved step.
+      state: pytree of arrays (params, optimizer state, PRNG key, step counter, ...).
+      extras: JSON-serialisable mapping (run through :func:`to_jsonable` first if unsure).
+      force: save even if ``step`` is not on ``save_interval_steps``.
+
+    Returns:
+      Whether a save was started.
+    """
+    args = ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        extras=ocp.args.JsonSave(dict(extras or {})))
+    return self._manager.save(int(step), args=args, force=force)
+
+  def wait(self) -> None:
+    """Blocks until any asynchronous save has been committed."""
+    self._manager.wait_until_finished()
+
+  def restore(self, step: Optional[int] = None,
+              abstract_state: Optional[PyTree] = None) -> Tuple[PyTree, Dict[str, Any]]:
+    """Restores ``(state, extras)`` of checkpoint ``step`` (default: the latest).
+
+    Args:
+      step: which checkpoint; None means :meth:`latest_step`.
+      abstract_state: pytree of ``jax.ShapeDtypeStruct`` (shape, dtype, *target* sharding) with
+        the saved state's structure; the restored arrays get these shardings and this tree
+        structure (named tuples of optax states included). None restores with the shardings
+        recorded at save time, which requires the same device topology.
+
+    Raises:
+      FileNotFoundError: there is no (such) checkpoint.
+    """
+    self.wait()
+    if step is None:
+      step = self.latest_step()
+      if step is None:
+        raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+    elif step not in self._manager.all_steps():
+      raise FileNotFoundError(f"No checkpoint for step {step} in {self.directory}; "
+                              f"available: {self.all_steps()}.")
+    args = ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        extras=ocp.args.JsonRestore())
+    restored = self._manager.restore(int(step), args=args)
+    return restored["state"], dict(restored["extras"] or {})
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager's threads."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def __enter__(self) -> "Checkpointer":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def export_hf(checkpoint_dir: str, out_dir: str, *, abstract_state: PyTree,
+              step: Optional[int] = None,
+              params_fn: Callable[[PyTree], PyTree] = lambda state: state["params"],
+              **export_kwargs) -> str:
+  """Writes the params of a checkpoint as a Hugging Face model directory.
+
+  Restores ``(state, extras)`` from ``checkpoint_dir`` (``step``, default latest), takes the
+  params with ``params_fn`` and calls :func:`rlvr_jax.models.hf.export_hf` with them,
+  ``out_dir`` and ``export_kwargs`` (e.g. the model config and tokenizer; see that function).
+
+  Returns:
+    ``out_dir``.
+  """
+  # Imported here: exporting needs transformers/safetensors, which saving and restoring do not.
+  from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
+  ckpt = Checkpointer(checkpoint_dir, async_save=False)
+  try:
+    state, _ = ckpt.restore(step=step, abstract_state=abstract_state)
+  finally:
+    ckpt.close()
+  hf.export_hf(params_fn(state), out_dir, **export_kwargs)
+  return out_dir

@@ -1,0 +1,155 @@
+"""Checkpointer: round trip, keep-last-N, target shardings, SIGKILL mid-save, HF export hook."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from rlvr_jax.train import checkpoint
+
+
+def _state(seed=0):
+  params = {"w": jnp.arange(12.0).reshape(3, 4) + seed, "b": jnp.zeros((4,), jnp.bfloat16)}
+  opt = optax.adamw(1e-3)
+  return {
+      "params": params,
+      "opt_state": opt.init(params),
+      "step": jnp.asarray(seed, jnp.int32),
+      "key": jax.random.key(seed),
+      "raw_key": jax.random.PRNGKey(seed),
+  }
+
+
+def _assert_trees_equal(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x, y = jax.random.key_data(x), jax.random.key_data(y)
+    assert x.dtype == y.dtype
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_and_keep_last_n(tmp_path):
+  with checkpoint.Checkpointer(str(tmp_path), max_to_keep=2) as ckpt:
+    assert ckpt.latest_step() is None
+    with pytest.raises(FileNotFoundError):
+      ckpt.restore(abstract_state=checkpoint.abstract_state(_state()))
+    for step in range(1, 5):
+      # Advance the optimizer so its state is not all zeros.
+      state = _state(step)
+      grads = jax.tree.map(jnp.ones_like, state["params"])
+      _, state["opt_state"] = optax.adamw(1e-3).update(
+          grads, state["opt_state"], state["params"])
+      assert ckpt.save(step, state, {"data_position": step * 10, "config": {"lr": 1e-3}})
+    ckpt.wait()
+    assert ckpt.all_steps() == [3, 4]
+    assert ckpt.latest_step() == 4
+    restored, extras = ckpt.restore(abstract_state=checkpoint.abstract_state(state))
+    _assert_trees_equal(restored, state)
+    assert extras == {"data_position": 40, "config": {"lr": 1e-3}}
+    old, old_extras = ckpt.restore(3, abstract_state=checkpoint.abstract_state(state))
+    assert int(old["step"]) == 3 and old_extras["data_position"] == 30
+    with pytest.raises(FileNotFoundError, match="available"):
+      ckpt.restore(1, abstract_state=checkpoint.abstract_state(state))
+  # A new Checkpointer on the same directory sees the same steps (resumption).
+  with checkpoint.Checkpointer(str(tmp_path), max_to_keep=2) as again:
+    assert again.latest_step() == 4
+
+
+def test_restore_into_target_shardings(tmp_path):
+  devices = np.array(jax.devices()[:8]).reshape(4, 2)
+  mesh = Mesh(devices, ("data", "tensor"))
+  w = jax.device_put(jnp.arange(64.0).reshape(8, 8), NamedSharding(mesh, P("data", "tensor")))
+  state = {"params": {"w": w}, "key": jax.random.key(3)}
+  with checkpoint.Checkpointer(str(tmp_path), async_save=False) as ckpt:
+    ckpt.save(7, state)
+    target = {"params": {"w": NamedSharding(mesh, P(None, "data"))},
+              "key": NamedSharding(mesh, P())}
+    restored, extras = ckpt.restore(
+        abstract_state=checkpoint.abstract_state(state, shardings=target))
+  assert extras == {}
+  assert restored["params"]["w"].sharding == target["params"]["w"]
+  assert restored["key"].sharding == target["key"]
+  np.testing.assert_array_equal(np.asarray(restored["params"]["w"]), np.asarray(w))
+
+
+def test_to_jsonable():
+  cfg = ml_collections.ConfigDict({"lr": 1e-3, "shape": (2, 3), "nested": {"g": np.int64(8)}})
+  out = checkpoint.to_jsonable({"config": cfg, "arr": np.arange(3), "fn": len, "none": None})
+  assert out == {"config": {"lr": 1e-3, "shape": [2, 3], "nested": {"g": 8}},
+                 "arr": [0, 1, 2], "fn": repr(len), "none": None}
+
+
+_CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from rlvr_jax.train import checkpoint
+    ckpt = checkpoint.Checkpointer(sys.argv[1], max_to_keep=2, async_save=False)
+    step = 0
+    while True:
+      step += 1
+      # 32 MiB per save: long enough to be caught mid-write.
+      ckpt.save(step, {"w": np.full((8 * 1024 * 1024,), step, np.float32)}, {"pos": step})
+      print("saved", step, flush=True)
+""")
+
+
+def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path):
+  directory = str(tmp_path / "ckpt")
+  proc = subprocess.Popen([sys.executable, "-c", _CHILD, directory],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  try:
+    assert proc.stdout.readline().split() == ["saved", "1"]
+    deadline = time.time() + 60
+    partial = None
+    while time.time() < deadline and partial is None:
+      partial = next((n for n in os.listdir(directory) if "tmp" in n), None)
+    assert partial is not None, "never observed a save in progress"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  partial_step = int(partial.split(".")[0])
+  ckpt = checkpoint.Checkpointer(directory, max_to_keep=2, async_save=False)
+  try:
+    latest = ckpt.latest_step()
+    assert latest == partial_step - 1
+    abstract = {"w": jax.ShapeDtypeStruct((8 * 1024 * 1024,), jnp.float32)}
+    state, extras = ckpt.restore(abstract_state=abstract)
+    assert extras == {"pos": latest}
+    np.testing.assert_array_equal(np.asarray(state["w"][:4]), np.full((4,), latest, np.float32))
+    # The directory stays usable: the next save after a crash commits normally.
+    ckpt.save(latest + 1, {"w": np.zeros((8 * 1024 * 1024,), np.float32)}, {"pos": -1})
+    assert ckpt.latest_step() == latest + 1
+  finally:
+    ckpt.close()
+
+
+def test_export_hf_calls_models_hf(tmp_path, monkeypatch):
+  calls = []
+  fake = types.ModuleType("rlvr_jax.models.hf")
+  fake.export_hf = lambda params, out_dir, **kw: calls.append((params, out_dir, kw))
+  import rlvr_jax.models  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(sys.modules, "rlvr_jax.models.hf", fake)
+  monkeypatch.setattr(rlvr_jax.models, "hf", fake, raising=False)
+  state = _state(1)
+  with checkpoint.Checkpointer(str(tmp_path / "c"), async_save=False) as ckpt:
+    ckpt.save(5, state)
+  out = checkpoint.export_hf(str(tmp_path / "c"), str(tmp_path / "hf"),
+                             abstract_state=checkpoint.abstract_state(state), config="cfg")
+  assert out == str(tmp_path / "hf")
+  (params, out_dir, kw), = calls
+  _assert_trees_equal(params, state["params"])
+  assert out_dir == out and kw == {"config": "cfg"}
