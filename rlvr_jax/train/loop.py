@@ -1,0 +1,503 @@
+"""The RL loop: prompts → rollouts → rewards → advantages → data stages → updates → eval → checkpoint.
+
+One step of :func:`train` (all config fields under ``config.rl`` unless named):
+
+1. take ``num_prompts`` examples ``P`` from the task's ``"train"`` stream (its position is saved
+   in checkpoints, so a resumed run continues with the same examples);
+2. render and tokenise the prompts (chat template when the prompt is chat messages), left-pad to a
+   bucket, and ``generate`` ``num_samples`` ``G`` completions each (jit; PRNG key
+   ``fold_in(seed_key, step)``, so a step's samples depend only on the seed, step and params);
+3. decode and score every completion on the host (:class:`RewardScorer`: worker processes, a
+   per-completion timeout; a failure costs one reward);
+4. the objective's reward transform and advantage estimator (jit) on ``[P, G]``;
+5. optional data stages (host functions over the batch, see ``data_stages``);
+6. old log-probs from the sampler, or recomputed with the current params
+   (``recompute_old_logprobs``); reference log-probs only when ``objective.needs_reference``;
+7. ``num_iterations`` passes, each over ``num_mini_batches`` shuffled mini-batches of whole groups,
+   one optimizer step per mini-batch (:mod:`rlvr_jax.train.step`, micro-batched);
+8. metrics (TRL names where they exist), periodic held-out evaluation and checkpoints.
+
+Held-out evaluation (:func:`evaluate`): on ``eval.num_prompts`` distinct ``"test"`` prompts (never in
+the training stream, see :mod:`rlvr_jax.data.procedural`), ``pass@1`` is the mean verifier score of
+``eval.num_samples`` completions per prompt sampled at the training temperature (the unbiased
+pass@1 estimate, averaged over prompts), and ``greedy_accuracy`` the score of one greedy completion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rlvr_jax import types
+from rlvr_jax.data import task as task_lib
+from rlvr_jax.train import mesh as mesh_lib
+from rlvr_jax.train import rewards_host
+from rlvr_jax.train import state as state_lib
+from rlvr_jax.train import step as step_lib
+
+
+# --- Building blocks -----------------------------------------------------------------------------
+
+
+def build_tokenizer(config: ml_collections.ConfigDict):
+  """``config.tokenizer.kind``: ``"char"`` (built in code) or ``"hf"`` (``config.model.hf_dir``)."""
+  kind = config.tokenizer.kind
+  if kind == "char":
+    from rlvr_jax.data import char_tokenizer  # pylint: disable=g-import-not-at-top
+    return char_tokenizer.build()
+  if kind == "hf":
+    from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
+    return hf.load_tokenizer(config.model.hf_dir)
+  raise ValueError(f"Unknown tokenizer kind {kind!r}.")
+
+
+def build_model(config: ml_collections.ConfigDict, tokenizer, rng: jax.Array):
+  """``(model_config, params)``: from ``config.model.hf_dir`` if set, else a random preset.
+
+  A random preset takes its vocabulary size from the tokenizer (rounded up to a multiple of 8).
+  """
+  from rlvr_jax.models import config as model_config_lib  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.models import transformer  # pylint: disable=g-import-not-at-top
+  overrides = dict(config.model.get("overrides", {}))
+  if config.model.get("hf_dir"):
+    from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
+    model_config, params = hf.load_hf(config.model.hf_dir, **overrides)
+    return model_config, params
+  overrides.setdefault("vocab_size", -(-len(tokenizer) // 8) * 8)
+  model_config = model_config_lib.preset(config.model.preset, **overrides)
+  return model_config, transformer.init_params(model_config, rng)
+
+
+def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
+  """``config.task.kind``: ``"procedural"`` (``name`` + ``kwargs``) or ``"files"`` (``files``)."""
+  kind = config.task.kind
+  if kind == "procedural":
+    from rlvr_jax.data import procedural  # pylint: disable=g-import-not-at-top
+    kwargs = dict(config.task.get("kwargs", {}))
+    if "ops" in kwargs:
+      kwargs["ops"] = tuple(kwargs["ops"])
+    return procedural.get(config.task.name, **kwargs)
+  if kind == "files":
+    from rlvr_jax.data import jsonl  # pylint: disable=g-import-not-at-top
+    return jsonl.FileTaskSource(dict(config.task.files), name=config.task.get("name", "file"))
+  raise ValueError(f"Unknown task kind {kind!r}.")
+
+
+def prompt_token_ids(tokenizer, example: task_lib.Example, *, add_bos: bool) -> List[int]:
+  """Token ids of an example's prompt: chat messages through the tokenizer's chat template."""
+  from rlvr_jax.data import templates  # pylint: disable=g-import-not-at-top
+  text = templates.render(example.prompt, tokenizer)
+  ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+  if add_bos and tokenizer.bos_token_id is not None:
+    ids = [tokenizer.bos_token_id] + ids
+  return ids
+
+
+def stop_token_ids(tokenizer) -> Tuple[int, ...]:
+  """End-of-sequence ids (``eos_token_id``, plus ``<|im_end|>``-style ids when present)."""
+  ids = {tokenizer.eos_token_id}
+  for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+    token_id = tokenizer.convert_tokens_to_ids(token) if token in tokenizer.get_vocab() else None
+    if token_id is not None:
+      ids.add(token_id)
+  return tuple(sorted(i for i in ids if i is not None))
+
+
+def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray) -> List[str]:
+  """Completion texts: the first ``lengths[b]`` tokens, special tokens (the stop token) dropped."""
+  return tokenizer.batch_decode([row[:n].tolist() for row, n in zip(tokens, lengths)],
+                                skip_special_tokens=True)
+
+
+def _fetch(x) -> np.ndarray:
+  """A (possibly multi-host sharded) array as a full host numpy array."""
+  if jax.process_count() > 1 and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
+@dataclasses.dataclass
+class Sampler:
+  """Prompt encoding + ``generate`` with the run's sampling settings."""
+
+  model_config: Any
+  tokenizer: Any
+  prompt_buckets: Sequence[int]
+  max_new_tokens: int
+  add_bos: bool
+
+  def __post_init__(self):
+    self.stop_ids = stop_token_ids(self.tokenizer)
+    self.pad_id = self.tokenizer.pad_token_id
+    if self.pad_id is None:
+      self.pad_id = self.tokenizer.eos_token_id
+
+  def prompts(self, examples: Sequence[task_lib.Example]) -> Tuple[np.ndarray, np.ndarray]:
+    from rlvr_jax.rollout import generate  # pylint: disable=g-import-not-at-top
+    ids = [prompt_token_ids(self.tokenizer, e, add_bos=self.add_bos) for e in examples]
+    return generate.pad_prompts(ids, self.prompt_buckets, self.pad_id)
+
+  def __call__(self, params, examples, rng, *, num_samples: int, temperature: float,
+               top_p: Optional[float] = None, top_k: Optional[int] = None,
+               return_entropy: bool = False) -> Tuple[types.Rollout, List[str]]:
+    from rlvr_jax.rollout import generate  # pylint: disable=g-import-not-at-top
+    prompt_tokens, prompt_mask = self.prompts(examples)
+    rollout = generate.generate(
+        params, self.model_config, prompt_tokens, prompt_mask, rng,
+        num_samples=num_samples, max_new_tokens=self.max_new_tokens, temperature=temperature,
+        top_k=top_k, top_p=top_p, stop_token_ids=self.stop_ids, pad_token_id=self.pad_id,
+        return_entropy=return_entropy)
+    texts = decode_completions(self.tokenizer, _fetch(rollout.tokens), _fetch(rollout.lengths))
+    return rollout, texts
+
+
+def evaluate(params, sampler: Sampler, scorer: rewards_host.RewardScorer,
+             examples: Sequence[task_lib.Example], rng: jax.Array, *, num_samples: int,
+             temperature: float, batch_size: int, top_p: Optional[float] = None,
+             greedy: bool = True) -> Dict[str, float]:
+  """Held-out ``pass@1`` (mean score of ``num_samples`` samples at ``temperature``, averaged over
+  prompts) and ``greedy_accuracy`` (one temperature-0 completion per prompt).
+
+  Prompts go in fixed batches of ``batch_size`` (the last padded by repetition and the padding
+  dropped), so evaluation compiles once per shape.
+  """
+  sampled, greedy_scores = [], []
+  for start in range(0, len(examples), batch_size):
+    chunk = list(examples[start:start + batch_size])
+    real = len(chunk)
+    chunk += [chunk[-1]] * (batch_size - real)
+    key = jax.random.fold_in(rng, start)
+    _, texts = sampler(params, chunk, key, num_samples=num_samples, temperature=temperature,
+                       top_p=top_p)
+    scores = scorer(texts, [e for e in chunk for _ in range(num_samples)]).rewards
+    sampled.append(scores.reshape(batch_size, num_samples)[:real].mean(axis=1))
+    if greedy:
+      _, texts = sampler(params, chunk, key, num_samples=1, temperature=0.0)
+      greedy_scores.append(scorer(texts, chunk).rewards[:real])
+  metrics = {"pass@1": float(np.concatenate(sampled).mean())}
+  if greedy:
+    metrics["greedy_accuracy"] = float(np.concatenate(greedy_scores).mean())
+  return metrics
+
+
+def heldout_examples(source: task_lib.TaskSource, num: int, seed: int
+                     ) -> List[task_lib.Example]:
+  """The first ``num`` *distinct* prompts of ``source.examples("test", seed)``."""
+  seen, out = set(), []
+  for example in source.examples("test", seed):
+    key = json.dumps(example.prompt, sort_keys=True)
+    if key not in seen:
+      seen.add(key)
+      out.append(example)
+    if len(out) == num:
+      break
+  return out
+
+
+# --- Advantages and the loss batch ---------------------------------------------------------------
+
+
+def make_advantage_fn(objective) -> Callable[[types.AdvantageInputs], Tuple[jax.Array, jax.Array]]:
+  """jit'd ``inputs -> (transformed rewards [P,G], token advantages [P,G,T])``."""
+
+  def fn(inputs: types.AdvantageInputs):
+    rewards = objective.reward_transform(inputs.rewards, inputs)
+    inputs = dataclasses.replace(inputs, rewards=rewards)
+    advantages = objective.advantage(inputs)
+    if advantages.ndim == 2:
+      advantages = advantages[..., None]
+    return rewards, jax.lax.stop_gradient(advantages * inputs.mask)
+
+  return jax.jit(fn)
+
+
+def _group_metrics(rewards: np.ndarray, prefix: str = "") -> Dict[str, float]:
+  """TRL-named reward statistics of ``[P, G]`` rewards."""
+  return {
+      f"{prefix}reward": float(rewards.mean()),
+      f"{prefix}reward_std": float(rewards.std(axis=1, ddof=1).mean()) if rewards.shape[1] > 1
+                             else 0.0,
+      f"{prefix}frac_reward_zero_std": float((rewards.std(axis=1) == 0).mean()),
+  }
+
+
+def _length_metrics(lengths: np.ndarray, truncated: np.ndarray) -> Dict[str, float]:
+  return {
+      "completions/mean_length": float(lengths.mean()),
+      "completions/min_length": float(lengths.min()),
+      "completions/max_length": float(lengths.max()),
+      "completions/clipped_ratio": float(truncated.mean()),
+  }
+
+
+# --- The loop ------------------------------------------------------------------------------------
+
+
+class MetricsLog:
+  """Metrics as JSON lines in ``<workdir>/metrics.jsonl`` (one object per step) plus the console."""
+
+  def __init__(self, workdir: str, resume_step: int):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    # A resumed run drops lines written after its checkpoint, so the file stays one trajectory.
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        lines = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= resume_step]
+      with open(self.path, "w") as f:
+        f.writelines(lines)
+
+  def write(self, step: int, metrics: Dict[str, Any]) -> None:
+    if jax.process_index() != 0:
+      return
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
+
+
+def _stream(source, seed: int, position: int) -> Iterator[task_lib.Example]:
+  """The training stream, positioned after ``position`` consumed examples."""
+  return itertools.islice(source.examples("train", seed), position, None)
+
+
+def _sft_batches(sampler: Sampler, tokenizer, stream: Iterator[task_lib.Example],
+                 batch_size: int, target_length: int):
+  """SFT batches: prompt ids and ``answer + eos`` (or ``metadata['sft_target']``) targets."""
+  from rlvr_jax.train import sft  # pylint: disable=g-import-not-at-top
+  while True:
+    examples = [next(stream) for _ in range(batch_size)]
+    prompt_tokens, prompt_mask = sampler.prompts(examples)
+    targets = []
+    for e in examples:
+      text = e.metadata.get("sft_target", e.answer) if e.metadata else e.answer
+      targets.append(tokenizer(text, add_special_tokens=False)["input_ids"] +
+                     [tokenizer.eos_token_id])
+    target_tokens, target_mask = sft.pad_targets(targets, target_length, sampler.pad_id)
+    yield prompt_tokens, prompt_mask, target_tokens, target_mask
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          data_stages: Sequence[Callable[..., Any]] = ()) -> Dict[str, Any]:
+  """Runs (or resumes) the experiment described by ``config`` in ``workdir``.
+
+  Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and ``checkpoints/``. Returns the
+  summary: held-out metrics before and after RL (``before/...``, ``after/...``), steps, runtime.
+
+  Args:
+    config: the resolved experiment config (see ``experiments/configs/default.py``).
+    workdir: output directory; an existing checkpoint there is resumed.
+    data_stages: host functions ``stage(batch: dict) -> dict`` applied after advantages, in order
+      (see ``rlvr_jax.train.data_stages``).
+  """
+  from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import sft  # pylint: disable=g-import-not-at-top
+
+  start_time = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  rl = config.rl
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(checkpoint_lib.to_jsonable(config), f, indent=2, sort_keys=True)
+
+  seed_key = jax.random.key(config.seed)
+  init_key, sample_key, eval_key = jax.random.split(seed_key, 3)
+  tokenizer = build_tokenizer(config)
+  model_config, params = build_model(config, tokenizer, init_key)
+  if config.get("remat", "none") != "none":
+    model_config = model_config.replace(remat=True)
+  source = build_task(config)
+  objective = presets.get(rl.objective, **dict(rl.get("objective_overrides", {})))
+  mesh = mesh_lib.from_config(config.mesh)
+  sampler = Sampler(model_config, tokenizer, tuple(config.data.prompt_buckets),
+                    rl.max_new_tokens, bool(config.data.get("add_bos", False)))
+  scorer = rewards_host.RewardScorer(config.reward.num_workers, config.reward.timeout_s,
+                                     config.reward.get("failure_reward", 0.0),
+                                     tuple(config.reward.get("verifier_modules", ())))
+  heldout = heldout_examples(source, config.eval.num_prompts, config.eval.seed)
+
+  def run_eval(params_) -> Dict[str, float]:
+    return evaluate(params_, sampler, scorer, heldout, eval_key,
+                    num_samples=config.eval.num_samples, temperature=rl.temperature,
+                    top_p=rl.get("top_p"), batch_size=config.eval.batch_size,
+                    greedy=config.eval.get("greedy", True))
+
+  # Resume, or start (with the optional supervised warm-up).
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                     max_to_keep=config.checkpoint.keep)
+  tx, schedule = state_lib.make_optimizer(config.optimizer)
+  from rlvr_jax.models import partition  # pylint: disable=g-import-not-at-top
+  param_specs = partition.param_partition_specs(params, model_config)
+  resume_step = ckpt.latest_step()
+  extras: Dict[str, Any] = {}
+  if resume_step is None:
+    if config.sft.num_steps > 0:
+      sft_tx, _ = state_lib.make_optimizer(config.sft.optimizer)
+      sft_stream = _stream(source, config.sft.seed, 0)
+      params = sft.train(
+          params, tx=sft_tx,
+          logprob_fn=step_lib.model_logprob_fn(model_config, temperature=1.0,
+                                               chunk_size=rl.chunk_size, return_entropy=False),
+          batches=_sft_batches(sampler, tokenizer, sft_stream, config.sft.batch_size,
+                               rl.max_new_tokens),
+          num_steps=config.sft.num_steps,
+          log_fn=lambda s, m: logging.info("sft step %d: %s", s, m),
+          log_every=config.sft.get("log_every", 50))
+    before = run_eval(params) if config.eval.num_prompts else {}
+    logging.info("held-out before RL: %s", before)
+    extras = {"data_position": 0, "before": before}
+  state, shardings = state_lib.init_sharded(params, tx, param_specs, mesh,
+                                            with_reference=objective.needs_reference)
+  if resume_step is not None:
+    state, extras = ckpt.restore(resume_step,
+                                 abstract_state=checkpoint_lib.abstract_state(state, shardings))
+    logging.info("resumed from step %d", resume_step)
+  start_step = int(resume_step or 0)
+  data_position = int(extras.get("data_position", 0))
+  metrics_log = MetricsLog(workdir, start_step)
+
+  # The jit'd pieces.
+  group_size = rl.num_samples
+  logprob_fn = step_lib.model_logprob_fn(model_config, temperature=rl.temperature,
+                                         chunk_size=rl.chunk_size, return_entropy=True)
+  update_fn = step_lib.make_update_fn(
+      objective, tx, logprob_fn, num_micro_batches=rl.num_micro_batches,
+      group_size=group_size if objective.whole_groups else None, schedule=schedule)
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+  update = step_lib.jit_update(update_fn, shardings, batch_sharding)
+  score = jax.jit(step_lib.make_score_fn(
+      step_lib.model_logprob_fn(model_config, temperature=rl.temperature,
+                                chunk_size=rl.chunk_size, return_entropy=False),
+      rl.num_micro_batches))
+  advantage_fn = make_advantage_fn(objective)
+  stream = _stream(source, config.seed, data_position)
+  num_prompts = rl.num_prompts
+  mini_prompts = num_prompts // rl.num_mini_batches
+  if mini_prompts * rl.num_mini_batches != num_prompts:
+    raise ValueError("rl.num_prompts must be a multiple of rl.num_mini_batches.")
+
+  for step in range(start_step, rl.num_steps):
+    t0 = time.time()
+    examples = [next(stream) for _ in range(num_prompts)]
+    data_position += num_prompts
+    rollout, texts = sampler(state.params, examples, jax.random.fold_in(sample_key, step),
+                             num_samples=group_size, temperature=rl.temperature,
+                             top_p=rl.get("top_p"), top_k=rl.get("top_k"))
+    rollout = jax.tree.map(_fetch, rollout)
+    t1 = time.time()
+    repeated = [e for e in examples for _ in range(group_size)]
+    scored = scorer(texts, repeated)
+    t2 = time.time()
+
+    b, t = rollout.tokens.shape
+    mask = np.asarray(rollout.mask)
+    raw_rewards = scored.rewards.reshape(num_prompts, group_size)
+    inputs = types.AdvantageInputs(
+        rewards=jnp.asarray(raw_rewards), mask=jnp.asarray(mask).reshape(num_prompts, group_size, t),
+        tokens=jnp.asarray(rollout.tokens).reshape(num_prompts, group_size, t),
+        lengths=jnp.asarray(rollout.lengths).reshape(num_prompts, group_size),
+        truncated=jnp.asarray(rollout.truncated, jnp.float32).reshape(num_prompts, group_size),
+        token_rewards=jnp.zeros((num_prompts, group_size, t), jnp.float32))
+    rewards, advantages = advantage_fn(inputs)
+    batch = {
+        "prompt_tokens": rollout.prompt_tokens, "prompt_mask": rollout.prompt_mask,
+        "completion_tokens": rollout.tokens, "mask": mask,
+        "advantages": np.asarray(advantages).reshape(b, t),
+        "rollout_logprobs": rollout.logprobs, "rewards": np.asarray(rewards).reshape(b),
+        "raw_rewards": scored.rewards, "correct": (scored.rewards >= 1.0).astype(np.float32),
+        "group_ids": np.repeat(np.arange(num_prompts, dtype=np.int32), group_size),
+        "truncated": rollout.truncated.astype(np.float32),
+    }
+    for stage in data_stages:
+      batch = stage(batch)
+
+    prompt_tokens, prompt_mask = batch["prompt_tokens"], batch["prompt_mask"]
+    completion_tokens, mask = batch["completion_tokens"], batch["mask"]
+    if rl.recompute_old_logprobs:
+      old_logprobs, _ = score(state.params, prompt_tokens, prompt_mask, completion_tokens, mask)
+    else:
+      old_logprobs = batch["rollout_logprobs"]
+    if objective.needs_reference:
+      ref_logprobs, _ = score(state.ref_params, prompt_tokens, prompt_mask, completion_tokens,
+                              mask)
+    else:
+      ref_logprobs = np.zeros_like(mask)
+    full = step_lib.TrainBatch(
+        prompt_tokens=np.asarray(prompt_tokens), prompt_mask=np.asarray(prompt_mask),
+        completion_tokens=np.asarray(completion_tokens),
+        loss=types.LossBatch(
+            mask=np.asarray(mask, np.float32), advantages=np.asarray(batch["advantages"]),
+            old_logprobs=np.asarray(old_logprobs, np.float32),
+            ref_logprobs=np.asarray(ref_logprobs, np.float32),
+            rollout_logprobs=np.asarray(batch["rollout_logprobs"], np.float32),
+            rewards=np.asarray(batch["rewards"], np.float32),
+            correct=np.asarray(batch["correct"], np.float32),
+            group_ids=np.asarray(batch["group_ids"], np.int32),
+            truncated=np.asarray(batch["truncated"], np.float32)))
+    t3 = time.time()
+
+    # num_iterations passes over shuffled mini-batches of whole groups.
+    order_rng = np.random.default_rng([config.seed, step])
+    update_metrics: List[Dict[str, Any]] = []
+    for _ in range(rl.num_iterations):
+      groups = order_rng.permutation(num_prompts)
+      for i in range(rl.num_mini_batches):
+        rows = (groups[i * mini_prompts:(i + 1) * mini_prompts, None] * group_size
+                + np.arange(group_size)[None]).reshape(-1)
+        mini = jax.tree.map(lambda x: x[rows], full)
+        state, m = update(state, mesh_lib.host_local_to_global(mini, mesh))
+        update_metrics.append(m)
+    if rl.get("ref_refresh_steps", 0) and (step + 1) % rl.ref_refresh_steps == 0:
+      state = state.replace(ref_params=jax.tree.map(jnp.copy, state.params))
+    update_metrics = jax.device_get(update_metrics)
+    t4 = time.time()
+
+    metrics = {k: float(np.mean([m[k] for m in update_metrics])) for k in update_metrics[0]}
+    metrics.update(_group_metrics(raw_rewards))
+    metrics["rewards/verifier/mean"] = float(raw_rewards.mean())
+    metrics["rewards/verifier/std"] = float(raw_rewards.std())
+    metrics["reward_errors"] = float(scored.errors.sum())
+    metrics["reward_timeouts"] = float(scored.timeouts.sum())
+    metrics.update(_length_metrics(np.asarray(rollout.lengths), np.asarray(rollout.truncated)))
+    num_generated = float(np.asarray(rollout.lengths).sum())
+    metrics.update({
+        "time/rollout": t1 - t0, "time/reward": t2 - t1, "time/advantage": t3 - t2,
+        "time/update": t4 - t3, "tokens/generated_per_s": num_generated / max(t1 - t0, 1e-9),
+        "num_tokens": num_generated, "epoch_examples": float(data_position),
+    })
+    if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < rl.num_steps:
+      metrics.update({f"eval/{k}": v for k, v in run_eval(state.params).items()})
+    metrics_log.write(step + 1, metrics)
+    if (step + 1) % config.log_every == 0:
+      logging.info("step %d/%d reward %.3f loss %.4f (%.1fs)", step + 1, rl.num_steps,
+                   metrics["reward"], metrics["loss"], t4 - t0)
+    if config.checkpoint.every and ((step + 1) % config.checkpoint.every == 0
+                                    or step + 1 == rl.num_steps):
+      ckpt.save(step + 1, state, {"data_position": data_position,
+                                  "before": extras.get("before", {}),
+                                  "config": checkpoint_lib.to_jsonable(config)})
+
+  after = run_eval(state.params) if config.eval.num_prompts else {}
+  ckpt.close()
+  scorer.close()
+  before = extras.get("before", {})
+  summary = {
+      "steps": int(rl.num_steps),
+      "runtime_s": time.time() - start_time,
+      **{f"before/{k}": v for k, v in before.items()},
+      **{f"after/{k}": v for k, v in after.items()},
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+  logging.info("held-out before RL: %s; after: %s", before, after)
+  return summary

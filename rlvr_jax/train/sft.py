@@ -1,0 +1,91 @@
+"""Supervised warm-up: teacher-forced cross-entropy on (prompt, gold completion) pairs.
+
+The CPU demo starts RL from a policy that solves its task *some* of the time; this module gets it
+there. For a prompt ``x`` and target completion ``y`` (the gold answer followed by the end token),
+
+    L(theta) = - sum_{b,t} m_{b,t} log pi_theta(y_{b,t} | x_b, y_{b,<t}) / sum_{b,t} m_{b,t},
+
+the token-mean negative log-likelihood of the completion tokens only (the prompt is context). The
+log-probs come from the same log-prob function as the RL update (chunked, no ``[B, T, V]`` logits).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rlvr_jax.train import state as state_lib
+from rlvr_jax.train import step as step_lib
+
+
+def nll_loss(logprobs: jax.Array, mask: jax.Array) -> jax.Array:
+  """Token-mean negative log-likelihood; ``logprobs``/``mask`` are ``[B, T]``."""
+  mask = mask.astype(jnp.float32)
+  return -jnp.sum(logprobs * mask) / jnp.maximum(mask.sum(), 1.0)
+
+
+def make_sft_update(tx: optax.GradientTransformation, logprob_fn: step_lib.LogprobFn):
+  """``update(state, prompt_tokens, prompt_mask, target_tokens, target_mask) -> (state, metrics)``.
+
+  Unjitted; metrics are ``sft/loss`` (token NLL) and ``grad_norm``.
+  """
+
+  def loss_fn(params, prompt_tokens, prompt_mask, target_tokens, target_mask):
+    logprobs, _ = logprob_fn(params, prompt_tokens, prompt_mask, target_tokens, target_mask)
+    return nll_loss(logprobs, target_mask)
+
+  def update(state: state_lib.TrainState, prompt_tokens, prompt_mask, target_tokens, target_mask):
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, prompt_tokens, prompt_mask,
+                                              target_tokens, target_mask)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"sft/loss": loss, "grad_norm": optax.global_norm(grads)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return update
+
+
+def pad_targets(targets: Sequence[Sequence[int]], length: int, pad_id: int
+                ) -> Tuple[np.ndarray, np.ndarray]:
+  """Right-pads target id lists to ``length``: ``(tokens [B, length] int32, mask [B, length])``.
+
+  Longer targets are truncated (their end token is then lost; size ``length`` to avoid it).
+  """
+  tokens = np.full((len(targets), length), pad_id, np.int32)
+  mask = np.zeros((len(targets), length), np.float32)
+  for i, target in enumerate(targets):
+    target = list(target)[:length]
+    tokens[i, :len(target)] = target
+    mask[i, :len(target)] = 1.0
+  return tokens, mask
+
+
+def train(params: Any, *, tx: optax.GradientTransformation, logprob_fn: step_lib.LogprobFn,
+          batches: Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+          num_steps: int, log_fn: Callable[[int, Dict[str, float]], None] = lambda s, m: None,
+          log_every: int = 50) -> Any:
+  """Runs ``num_steps`` SFT updates from ``params`` and returns the new params.
+
+  Args:
+    params: initial parameters.
+    tx: optimizer (a fresh state is created; SFT's optimizer state is not kept for RL).
+    logprob_fn: see :data:`rlvr_jax.train.step.LogprobFn`.
+    batches: yields ``(prompt_tokens [B,S], prompt_mask [B,S], target_tokens [B,T],
+      target_mask [B,T])``; keep shapes fixed to compile once.
+    num_steps: number of updates.
+    log_fn: called as ``log_fn(step, metrics)`` every ``log_every`` steps and at the end.
+    log_every: logging period.
+  """
+  update = jax.jit(make_sft_update(tx, logprob_fn), donate_argnums=0)
+  state = state_lib.create(params, tx)
+  history: List[Dict[str, float]] = []
+  for i in range(num_steps):
+    state, metrics = update(state, *next(batches))
+    if (i + 1) % log_every == 0 or i + 1 == num_steps:
+      history.append({k: float(v) for k, v in metrics.items()})
+      log_fn(i + 1, history[-1])
+  return state.params
