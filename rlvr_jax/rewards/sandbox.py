@@ -191,7 +191,10 @@ def _main():
   _posixsubprocess.fork_exec = _no_fork_exec
   sys.addaudithook(_audit)
   del prog_src, test_src
-  g = {"__name__": "__main__", "__builtins__": __builtins__}
+  # With an assert test the program is imported as a module, so a main guard (reading stdin,
+  # printing) does not run; alone it runs as the main program.
+  g = {"__name__": "__main__" if test_code is None else "solution",
+       "__builtins__": __builtins__}
   status = 0
   try:
     try:
@@ -369,6 +372,7 @@ def run_python(program: str,
     program: the candidate's source code, run as ``__main__``.
     stdin: text fed to the program's standard input.
     test: optional assert-style test source, executed in the program's namespace after it; the
+      program then runs with ``__name__ == "solution"`` (its main guard is skipped), and the
       result's ``tests_completed`` says whether the whole test ran.
     config: limits and isolation switches.
 
