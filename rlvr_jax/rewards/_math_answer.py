@@ -1,0 +1,658 @@
+"""Answer normalisation, structure and equivalence (private helper of ``rewards.math``).
+
+An answer string is normalised (unicode, spacing, delimiters, thousands separators), then read into
+one of a few structures, and two structures are compared by the rules below. Every rule is a
+policy decision; ``docs/rewards.md`` lists them with examples.
+
+* ``Scalar``: one expression, with flags for a decimal numeral, a percent sign and a degree sign.
+* ``Text``: words (``\\text{Monday}``, ``no solution``); compared case-insensitively as strings.
+* ``Equation``: ``lhs = rhs [= ...]``.
+* ``RealSet``: intervals, unions and one-variable inequalities, as a sympy set over the reals.
+* ``Seq``: ``tuple`` (ordered), ``set`` (``\\{..\\}``, unordered), ``list`` (a bare comma list,
+  unordered) or ``pair`` (``(a, b)``: an ordered pair or an open interval).
+* ``Matrix``: rows of scalars (``pmatrix``, ``bmatrix``, ``matrix``, ``array``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from typing import List, Optional, Sequence, Union
+
+import sympy
+
+from rlvr_jax.rewards import _math_latex
+
+# ----------------------------------------------------------------------------------------------
+# Structures
+
+
+@dataclasses.dataclass(frozen=True)
+class Scalar:
+  expr: sympy.Expr
+  decimal: bool = False
+  percent: bool = False
+  degree: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+  key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Equation:
+  sides: tuple  # of Answer
+
+
+@dataclasses.dataclass(frozen=True)
+class RealSet:
+  value: sympy.Set
+
+
+@dataclasses.dataclass(frozen=True)
+class Relation:
+  ops: tuple  # canonical operator names, e.g. ("<", "<=")
+  sides: tuple  # of Scalar
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq:
+  kind: str  # "tuple" | "set" | "list" | "pair"
+  items: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Matrix:
+  rows: tuple  # of tuples of Answer
+
+
+Answer = Union[Scalar, Text, Equation, RealSet, Relation, Seq, Matrix]
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Numerical policy of the comparison.
+
+  Attributes:
+    rel_tol: relative tolerance used when either side contains a decimal numeral
+      (``|p - g| <= rel_tol * max(|p|, |g|)``); exact comparison otherwise.
+    exact_tol: relative tolerance that counts as *exact* for numerically evaluated expressions
+      without decimals (30-digit evaluation; absorbs only rounding of irrational constants).
+    num_points: random points at which expressions with free symbols are compared.
+    seed: seed of those random points (fixed, so verdicts are reproducible).
+  """
+
+  rel_tol: float = 1e-4
+  exact_tol: float = 1e-20
+  num_points: int = 6
+  seed: int = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation
+
+_UNICODE = {
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\ufe63": "-", "\uff0d": "-",
+    "\u00d7": r" \times ", "\u00b7": r" \cdot ", "\u22c5": r" \cdot ", "\u00f7": r" \div ",
+    "\u03c0": r" \pi ", "\u221e": r" \infty ", "\u221a": r"\sqrt", "\u2264": r" \le ",
+    "\u2265": r" \ge ", "\u2260": r" \ne ", "\u00b0": r"^\circ", "\u222a": r" \cup ",
+    "\u2208": r" \in ", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2002": " ",
+    "\u2003": " ", "\u2061": "", "\u200b": "", "\uff0c": ",", "\u00bd": r"\frac{1}{2}",
+    "\u00bc": r"\frac{1}{4}", "\u00be": r"\frac{3}{4}",
+}
+_UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
+_TEXT_CMDS = r"\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathbf|mathit|operatorname)"
+_TEXT_RE = re.compile(_TEXT_CMDS + r"\s*\{([^{}]*)\}")
+_UNIT_WORDS = frozenset("""
+cm m km mm nm meter meters metre metres inch inches ft foot feet yard yards yd mile miles mph
+kph kmh unit units sq square cubic degree degrees deg rad radian radians dollar dollars cent cents
+usd hr hrs hour hours min mins minute minutes s sec secs second seconds day days week weeks month
+months year years kg g gram grams mg lb lbs pound pounds oz ounce ounces l liter liters litre
+litres ml gallon gallons cup cups people persons students ways times
+""".split())
+_RELATIONS = {
+    "=": "=", "<": "<", ">": ">", "\\le": "<=", "\\leq": "<=", "\\leqslant": "<=", "\\ge": ">=",
+    "\\geq": ">=", "\\geqslant": ">=", "\\lt": "<", "\\gt": ">", "<=": "<=", ">=": ">=",
+    "\\ne": "!=", "\\neq": "!=",
+}
+_REL_RE = re.compile(r"\\(?:leqslant|geqslant|leq|geq|neq|le|ge|ne|lt|gt)(?![a-zA-Z])|<=|>=|[=<>]")
+
+
+def _repeating_decimal(m: re.Match) -> str:
+  """``0.1\\overline{6}`` -> ``\\frac{15}{90}`` (= 1/6)."""
+  whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+  den = (10**len(rep) - 1) * 10**len(fixed)
+  num = int(whole) * den + int(fixed or "0") * (10**len(rep) - 1) + int(rep)
+  return f"\\frac{{{num}}}{{{den}}}"
+
+
+def normalize(text: str) -> str:
+  """String-level normalisation shared by every comparison (see the module docstring)."""
+  s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], text)
+  s = re.sub(r"\\\$", " ", s)  # An escaped dollar is a currency sign.
+  s = re.sub(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}", _repeating_decimal, s)
+  s = re.sub(r"\\(?:left|right)\s*\.", "", s)
+  s = re.sub(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![a-zA-Z])",
+             "", s)
+  s = re.sub(r"\\(?:displaystyle|textstyle|limits|nolimits)(?![a-zA-Z])", "", s)
+  # Thin spaces between digit groups are thousands separators: 1\,000 -> 1000.
+  s = re.sub(r"(?<=\d)(?:\\[,;:!]|\\ |~|\s)(?=\d{3}(?!\d))", "", s)
+  s = re.sub(r"\\[,;:!>]|\\ |~|\\q?quad(?![a-zA-Z])", " ", s)
+  s = s.replace("{,}", ",")
+  s = re.sub(r"\\[()\[\]]|\$", " ", s)
+  s = re.sub(r"\\dfrac|\\tfrac|\\cfrac", r"\\frac", s)
+  s = re.sub(r"\\dbinom|\\tbinom", r"\\binom", s)
+  # 1,234,567 -> 1234567 unless it sits alone in brackets, where it is read as a tuple.
+  s = re.sub(r"(?<![\d.(\[{])\d{1,3}(?:,\d{3})+(?![\d)\]}]|,\d)",
+             lambda m: m.group().replace(",", ""), s)
+  s = re.sub(r"\s+", " ", s).strip()
+  s = re.sub(r"[.\s]+$", "", s)
+  return s
+
+
+def text_key(text: str) -> str:
+  """Case- and markup-insensitive key for comparing text answers."""
+  s = text
+  while True:
+    t = _TEXT_RE.sub(r"\1", s)
+    if t == s:
+      break
+    s = t
+  s = s.replace("\\", " ").replace("{", " ").replace("}", " ")
+  s = re.sub(r"\s+", " ", s).strip().lower()
+  return s.strip(" .,;:!")
+
+
+def _strip_text_wrappers(s: str) -> str:
+  while True:
+    t = _TEXT_RE.sub(r"\1", s)
+    if t == s:
+      return s
+    s = t
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing into structures
+
+_OPEN = "([{"
+_CLOSE = ")]}"
+
+
+def _split_top(s: str, seps: Sequence[str]) -> List[str]:
+  """Splits ``s`` on separators that sit outside every bracket (``\\{``/``\\}`` count too)."""
+  parts, depth, start, i = [], 0, 0, 0
+  while i < len(s):
+    if s.startswith("\\{", i) or s.startswith("\\langle", i) or s.startswith("\\lfloor", i) or \
+        s.startswith("\\lceil", i):
+      depth += 1
+      i += 2
+      continue
+    if s.startswith("\\}", i) or s.startswith("\\rangle", i) or s.startswith("\\rfloor", i) or \
+        s.startswith("\\rceil", i):
+      depth -= 1
+      i += 2
+      continue
+    if depth == 0:
+      sep = next((x for x in seps if s.startswith(x, i)), None)
+      if sep is not None and not (sep[-1].isalpha() and s[i + len(sep):i + len(sep) + 1].isalpha()):
+        parts.append(s[start:i])
+        start = i = i + len(sep)
+        continue
+    c = s[i]
+    if c == "\\":
+      m = re.match(r"\\[a-zA-Z]+|\\.", s[i:])
+      i += len(m.group()) if m else 1
+      continue
+    if c in _OPEN:
+      depth += 1
+    elif c in _CLOSE:
+      depth -= 1
+    i += 1
+  parts.append(s[start:])
+  return parts
+
+
+def _outer_group(s: str, open_tok: str, close_tok: str) -> Optional[str]:
+  """Inner text when ``s`` is exactly one bracketed group ``open ... close``."""
+  if not (s.startswith(open_tok) and s.endswith(close_tok)):
+    return None
+  inner = s[len(open_tok):len(s) - len(close_tok)]
+  depth = 0
+  i = 0
+  while i < len(inner):
+    if inner.startswith("\\{", i):
+      depth += 1
+      i += 2
+      continue
+    if inner.startswith("\\}", i):
+      depth -= 1
+      if depth < 0:
+        return None
+      i += 2
+      continue
+    if inner[i] == "\\":
+      i += 2
+      continue
+    if inner[i] in _OPEN:
+      depth += 1
+    elif inner[i] in _CLOSE:
+      depth -= 1
+      if depth < 0:
+        return None
+    i += 1
+  return inner if depth == 0 else None
+
+
+def _interval_inner(s: str) -> Optional[tuple]:
+  """(inner, left_closed, right_closed) when ``s`` is ``(a,b)``, ``[a,b)``, ``(a,b]``, ``[a,b]``."""
+  if len(s) < 2 or s[0] not in "([" or s[-1] not in ")]":
+    return None
+  inner = s[1:-1]
+  depth = 0
+  for c in inner:
+    if c in _OPEN:
+      depth += 1
+    elif c in _CLOSE:
+      depth -= 1
+      if depth < 0:
+        return None
+  if depth != 0:
+    return None
+  return inner, s[0] == "[", s[-1] == "]"
+
+
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_KNOWN_WORDS = frozenset(
+    "frac dfrac tfrac sqrt pi infty sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh "
+    "ln log exp binom cdot times div lfloor rfloor lceil rceil mathrm circ le leq ge geq ne neq "
+    "lt gt pm mp cup in alpha beta gamma delta epsilon theta lambda mu phi omega sigma tau rho "
+    "emptyset varnothing begin end pmatrix bmatrix matrix array langle rangle operatorname "
+    "mathbf text textbf mbox ast vartheta varphi varepsilon eta zeta kappa nu xi chi psi iota "
+    "upsilon Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega".split())
+
+
+def _is_words(s: str) -> bool:
+  """True for answers made of natural-language words (``Monday``, ``no solution``)."""
+  plain = re.sub(r"\\[a-zA-Z]+", lambda m: " " if m.group()[1:] in _KNOWN_WORDS else m.group(), s)
+  words = [w for w in _WORD_RE.findall(plain) if w not in _KNOWN_WORDS]
+  return bool(words) and not re.search(r"\d", s) and any(len(w) >= 3 for w in words)
+
+
+def _strip_scalar_marks(s: str) -> tuple:
+  """Removes currency, units, percent and degree marks; returns (text, percent, degree)."""
+  percent = degree = False
+  s = re.sub(r"^(?:\\\$|\\?\$|USD|US\\\$)\s*", "", s).strip()
+  for _ in range(3):
+    before = s
+    m = re.search(r"\s*(?:\\%|%|\\text\{\s*%\s*\}|\s+percent|\s*\\text\{\s*percent\s*\})$", s)
+    if m:
+      percent, s = True, s[:m.start()].strip()
+    m = re.search(r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\s+degrees?)"
+                  r"(?:\s*\\?(?:text|mathrm)\{\s*[CF]\s*\})?$", s)
+    if m and s[:m.start()].strip():
+      degree, s = True, s[:m.start()].strip()
+    m = re.search(_TEXT_CMDS + r"\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?\d\}?)?$", s)
+    if m and re.search(r"[\d}\)]", s[:m.start()]):
+      s = s[:m.start()].strip()
+    m = re.search(r"(?<=[\d}\)\s])\s*([A-Za-z]+)(?:\s*\^\s*\{?\d\}?)?$", s)
+    if m and m.group(1).lower() in _UNIT_WORDS and re.search(r"\d", s[:m.start()]):
+      s = s[:m.start()].strip()
+    if s == before:
+      break
+  return s, percent, degree
+
+
+def _parse_scalar(s: str) -> Answer:
+  body, percent, degree = _strip_scalar_marks(s)
+  if not body:
+    return Text(text_key(s))
+  body = _strip_text_wrappers(body) if not _is_words(body) else body
+  if _is_words(body):
+    return Text(text_key(body))
+  try:
+    expr, decimal = _math_latex.parse_expression(body)
+  except _math_latex.ParseError:
+    return Text(text_key(s))
+  return Scalar(expr, decimal, percent, degree)
+
+
+def _parse_matrix(s: str) -> Optional[Matrix]:
+  m = re.fullmatch(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", s,
+                   flags=re.DOTALL)
+  if not m or m.group(1) in ("vmatrix", "Vmatrix"):
+    return None
+  rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+  parsed = tuple(tuple(parse(c) for c in r.split("&")) for r in rows)
+  if not parsed or len({len(r) for r in parsed}) != 1:
+    return None
+  return Matrix(parsed)
+
+
+def _to_real_set(a: Answer) -> Optional[sympy.Set]:
+  if isinstance(a, RealSet):
+    return a.value
+  if isinstance(a, Seq) and a.kind == "pair":
+    lo, hi = a.items
+    if isinstance(lo, Scalar) and isinstance(hi, Scalar):
+      return _interval(lo.expr, hi.expr, False, False)
+  if isinstance(a, Seq) and a.kind == "set" and all(isinstance(x, Scalar) for x in a.items):
+    return sympy.FiniteSet(*[x.expr for x in a.items])
+  return None
+
+
+def _interval(lo, hi, left_closed: bool, right_closed: bool) -> Optional[sympy.Set]:
+  if not (lo.is_extended_real and hi.is_extended_real):
+    return None
+  try:
+    if bool(lo > hi):
+      return None
+  except TypeError:
+    return None
+  return sympy.Interval(lo, hi, not left_closed or lo.is_infinite,
+                        not right_closed or hi.is_infinite)
+
+
+def _relation(sides: List[str], ops: List[str]) -> Answer:
+  """One-variable inequalities become real sets; anything else stays a Relation."""
+  parsed = [parse(x) for x in sides]
+  if not all(isinstance(p, Scalar) for p in parsed):
+    return Text(text_key(" ".join(sides)))
+  exprs = [p.expr for p in parsed]
+  syms = [i for i, e in enumerate(exprs) if isinstance(e, sympy.Symbol)]
+  numeric = all(e.is_extended_real for i, e in enumerate(exprs) if i not in syms)
+  if len(syms) == 1 and numeric and "=" not in ops and "!=" not in ops:
+    k = syms[0]
+    # Normalise to lower bounds on the left: a < x < b, x > a, ...
+    lo, hi, lo_closed, hi_closed = -sympy.oo, sympy.oo, False, False
+    ok = True
+    for j, op in enumerate(ops):
+      left, right = j, j + 1
+      if k not in (left, right):
+        ok = False
+        break
+      other = exprs[right] if left == k else exprs[left]
+      x_is_left = left == k
+      less = op in ("<", "<=")
+      closed = op in ("<=", ">=")
+      if less == x_is_left:  # x < c or c > x: an upper bound
+        hi, hi_closed = other, closed
+      else:
+        lo, lo_closed = other, closed
+    if ok:
+      interval = _interval(lo, hi, lo_closed, hi_closed)
+      if interval is not None:
+        return RealSet(interval)
+  return Relation(tuple(ops), tuple(parsed))
+
+
+def parse(text: str) -> Optional[Answer]:
+  """Reads a normalised answer string into a structure; None for an empty answer."""
+  s = text.strip()
+  if not s:
+    return None
+  matrix = _parse_matrix(s)
+  if matrix is not None:
+    return matrix
+  if s in ("\\emptyset", "\\varnothing", "\\{\\}", "\\{ \\}", "\\O"):
+    return Seq("set", ())
+  # Listed alternatives ("1 or 2", "1 \text{ and } 2") read as a list.
+  s = re.sub(r"\\text\{\s*(?:or|and|,)\s*\}|\s+(?:or|and)\s+", ", ", s)
+  for sign in ("\\pm", "\\mp"):
+    if sign in s and not _is_words(s):
+      first, second = ("+", "-") if sign == "\\pm" else ("-", "+")
+      return Seq("list", (parse(s.replace(sign, first, 1)), parse(s.replace(sign, second, 1))))
+  parts = _split_top(s, (",", ";"))
+  if len(parts) > 1:
+    items = tuple(parse(p) for p in parts)
+    if any(x is None for x in items):
+      return Text(text_key(s))
+    return Seq("list", items)
+  union = _split_top(s, ("\\cup",))
+  if len(union) > 1:
+    sets = [_to_real_set(parse(u)) for u in union]
+    if all(x is not None for x in sets):
+      return RealSet(sympy.Union(*sets))
+    return Text(text_key(s))
+  m = re.match(r"^\s*[a-zA-Z](?:_\{?\w+\}?)?\s*\\in\s+(.+)$", s)
+  if m:
+    return parse(m.group(1))
+  rel_ops = [(m.start(), m.end(), m.group()) for m in _REL_RE.finditer(s)]
+  rel_ops = [r for r in rel_ops if len(_split_top(s[:r[0]] + "\x00" + s[r[1]:], ("\x00",))) == 2]
+  if rel_ops:
+    sides, ops, pos = [], [], 0
+    for start, end, op in rel_ops:
+      sides.append(s[pos:start])
+      ops.append(_RELATIONS[op])
+      pos = end
+    sides.append(s[pos:])
+    if any(not x.strip() for x in sides):
+      return Text(text_key(s))
+    if all(op == "=" for op in ops):
+      return Equation(tuple(parse(x) for x in sides))
+    return _relation(sides, ops)
+  inner = _outer_group(s, "\\{", "\\}")
+  if inner is not None:
+    items = tuple(parse(p) for p in _split_top(inner, (",", ";")) if p.strip())
+    return Seq("set", items)
+  inner = _outer_group(s, "\\langle", "\\rangle")
+  if inner is not None:
+    return Seq("tuple", tuple(parse(p) for p in _split_top(inner, (",",))))
+  bracket = _interval_inner(s)
+  if bracket is not None:
+    inner, left_closed, right_closed = bracket
+    items = _split_top(inner, (",",))
+    if len(items) == 2:
+      lo, hi = parse(items[0]), parse(items[1])
+      if (s[0], s[-1]) == ("(", ")"):
+        return Seq("pair", (lo, hi))
+      if isinstance(lo, Scalar) and isinstance(hi, Scalar):
+        interval = _interval(lo.expr, hi.expr, left_closed, right_closed)
+        if interval is not None:
+          return RealSet(interval)
+      return Seq("tuple", (lo, hi))
+    if len(items) > 2:
+      return Seq("tuple", tuple(parse(p) for p in items))
+  return _parse_scalar(s)
+
+
+# ----------------------------------------------------------------------------------------------
+# Equivalence
+
+
+def _has_nonfinite(e: sympy.Expr) -> bool:
+  return bool(e.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan))
+
+
+def _close(a, b, tol: float) -> bool:
+  diff = abs(a - b)
+  scale = max(abs(a), abs(b))
+  return bool(diff <= tol * scale) or bool(diff == 0)
+
+
+def expr_equal(a: sympy.Expr, b: sympy.Expr, tol: float, opts: Options) -> bool:
+  """Equality of two expressions, exact up to ``tol`` (relative) on numeric evaluation."""
+  if a == b:
+    return True
+  if _has_nonfinite(a) or _has_nonfinite(b):
+    return False
+  if {s.name for s in a.free_symbols} != {s.name for s in b.free_symbols}:
+    return False
+  if not a.free_symbols:
+    va, vb = sympy.N(a, 30), sympy.N(b, 30)
+    if not (va.is_number and vb.is_number) or _has_nonfinite(va) or _has_nonfinite(vb):
+      return False
+    return _close(complex(va), complex(vb), tol) if max(abs(va), abs(vb)) < 1e300 else \
+        _close(va, vb, tol)
+  # Free symbols: compare at random points (polynomial identity testing; a false "equal" needs a
+  # root hit at every point). Real points, so sqrt(x^2) != x.
+  rng = random.Random(opts.seed)
+  symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
+  valid = 0
+  for _ in range(opts.num_points):
+    point = {s: sympy.Rational(rng.randint(-2900, 3100), 1000) or sympy.Rational(7, 10)
+             for s in symbols}
+    va, vb = sympy.N(a.subs(point), 30), sympy.N(b.subs(point), 30)
+    if not (va.is_number and vb.is_number) or _has_nonfinite(va) or _has_nonfinite(vb):
+      continue
+    valid += 1
+    if not _close(complex(va), complex(vb), tol):
+      return False
+  if valid >= 3:
+    return True
+  return bool(sympy.simplify(a - b) == 0)
+
+
+def _scalar_candidates(x: Scalar) -> List[sympy.Expr]:
+  """The values a scalar may denote: a percent may drop its sign or mean /100, a degree may
+  drop its sign or be converted to radians."""
+  out = [x.expr]
+  if x.percent:
+    out.append(x.expr / 100)
+  if x.degree:
+    out.append(x.expr * sympy.pi / 180)
+  return out
+
+
+def scalar_equal(p: Scalar, g: Scalar, opts: Options) -> bool:
+  tol = opts.rel_tol if (p.decimal or g.decimal) else opts.exact_tol
+  for pe in _scalar_candidates(p):
+    for ge in _scalar_candidates(g):
+      if expr_equal(pe, ge, tol, opts):
+        return True
+  return False
+
+
+def _is_symbol(a: Answer) -> bool:
+  return isinstance(a, Scalar) and isinstance(a.expr, sympy.Symbol)
+
+
+def _is_constant(a: Answer) -> bool:
+  return isinstance(a, Scalar) and not a.expr.free_symbols
+
+
+def _unordered_equal(ps: Sequence[Answer], gs: Sequence[Answer], opts: Options) -> bool:
+  if len(ps) != len(gs):
+    return False
+  remaining = list(ps)
+  for g in gs:
+    for k, p in enumerate(remaining):
+      if equal(p, g, opts):
+        del remaining[k]
+        break
+    else:
+      return False
+  return True
+
+
+def _ordered_equal(ps: Sequence[Answer], gs: Sequence[Answer], opts: Options) -> bool:
+  return len(ps) == len(gs) and all(equal(p, g, opts) for p, g in zip(ps, gs))
+
+
+def _intervals_equal(p: sympy.Set, g: sympy.Set, opts: Options) -> bool:
+  if p == g:
+    return True
+  pa = p.args if isinstance(p, sympy.Union) else (p,)
+  ga = g.args if isinstance(g, sympy.Union) else (g,)
+  if len(pa) != len(ga):
+    return False
+  for x, y in zip(pa, ga):
+    if type(x) is not type(y):
+      return False
+    if isinstance(x, sympy.Interval):
+      if (x.left_open, x.right_open) != (y.left_open, y.right_open):
+        return False
+      if not (expr_equal(x.start, y.start, opts.exact_tol, opts)
+              and expr_equal(x.end, y.end, opts.exact_tol, opts)):
+        return False
+    elif x != y:
+      return False
+  return True
+
+
+def equal(p: Optional[Answer], g: Optional[Answer], opts: Options) -> bool:
+  """Whether prediction ``p`` matches gold ``g`` (not symmetric: see docs/rewards.md)."""
+  if p is None or g is None:
+    return False
+  if isinstance(g, Text) or isinstance(p, Text):
+    return isinstance(p, Text) and isinstance(g, Text) and p.key == g.key
+  if isinstance(g, Scalar):
+    if isinstance(p, Scalar):
+      return scalar_equal(p, g, opts)
+    if isinstance(p, Equation):
+      # ``x = 5`` or ``2+3 = 5`` for gold 5: the last side is the answer, the first side must be
+      # a lone variable or a constant, and every constant side must equal the gold.
+      first, last = p.sides[0], p.sides[-1]
+      if not (_is_symbol(first) or _is_constant(first)) or not equal(last, g, opts):
+        return False
+      return all(equal(x, g, opts) for x in p.sides[:-1] if _is_constant(x))
+    if isinstance(p, Seq) and p.kind in ("set", "list") and len(p.items) == 1:
+      return equal(p.items[0], g, opts)
+    return False
+  if isinstance(g, Equation):
+    if isinstance(p, Equation):
+      if len(p.sides) == 2 and len(g.sides) == 2 and all(
+          isinstance(x, Scalar) for x in p.sides + g.sides):
+        if _is_symbol(p.sides[0]) and _is_symbol(g.sides[0]) and \
+            p.sides[0].expr == g.sides[0].expr:
+          return equal(p.sides[1], g.sides[1], opts)
+        # Same equation up to a non-zero constant factor: (pl - pr) = k (gl - gr).
+        pd = p.sides[0].expr - p.sides[1].expr
+        gd = g.sides[0].expr - g.sides[1].expr
+        if gd == 0 or pd == 0:
+          return False
+        ratio = sympy.simplify(pd / gd)
+        return bool(ratio.is_number and ratio != 0 and not _has_nonfinite(ratio))
+      return _ordered_equal(p.sides, g.sides, opts)
+    if len(g.sides) == 2 and _is_symbol(g.sides[0]):
+      return equal(p, g.sides[1], opts)
+    return False
+  if isinstance(g, RealSet):
+    ps = _to_real_set(p)
+    return ps is not None and _intervals_equal(ps, g.value, opts)
+  if isinstance(g, Relation):
+    if not isinstance(p, Relation):
+      return False
+    if p.ops == g.ops:
+      return _ordered_equal(p.sides, g.sides, opts)
+    flip = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "!=": "!="}
+    if tuple(flip.get(o, o) for o in reversed(p.ops)) == g.ops:
+      return _ordered_equal(tuple(reversed(p.sides)), g.sides, opts)
+    return False
+  if isinstance(g, Seq):
+    if isinstance(p, Scalar) and len(g.items) == 1:
+      return equal(p, g.items[0], opts)
+    if g.kind == "pair":
+      if isinstance(p, Seq) and p.kind in ("pair", "tuple", "list"):
+        return _ordered_equal(p.items, g.items, opts)
+      gs = _to_real_set(g)
+      ps = _to_real_set(p)
+      return gs is not None and ps is not None and _intervals_equal(ps, gs, opts)
+    if g.kind == "tuple":
+      if isinstance(p, Matrix) and (len(p.rows) == 1 or all(len(r) == 1 for r in p.rows)):
+        flat = [x for r in p.rows for x in r]
+        return _ordered_equal(flat, g.items, opts)
+      return isinstance(p, Seq) and p.kind in ("pair", "tuple", "list") and _ordered_equal(
+          p.items, g.items, opts)
+    # Gold set or bare list: order does not matter; a tuple is not a set, but a bare list gold
+    # may be an unbracketed tuple, so a bracketed prediction must then keep its order.
+    if isinstance(p, Seq):
+      if p.kind in ("set", "list"):
+        return _unordered_equal(p.items, g.items, opts)
+      if g.kind == "list":
+        return _ordered_equal(p.items, g.items, opts)
+      return False
+    if isinstance(p, RealSet) and g.kind == "set":
+      gs = _to_real_set(g)
+      return gs is not None and _intervals_equal(p.value, gs, opts)
+    return False
+  if isinstance(g, Matrix):
+    if isinstance(p, Matrix):
+      return len(p.rows) == len(g.rows) and all(
+          _ordered_equal(pr, gr, opts) for pr, gr in zip(p.rows, g.rows))
+    if isinstance(p, Seq) and p.kind in ("tuple", "pair") and (
+        len(g.rows) == 1 or all(len(r) == 1 for r in g.rows)):
+      return _ordered_equal(p.items, [x for r in g.rows for x in r], opts)
+    return False
+  return False
