@@ -24,7 +24,7 @@ def _round(ids, rewards):
 def test_dynamic_sampling_accumulates_until_full():
   state = ds.DynamicSamplingState()
   target, max_rounds = 3, 5
-  # Round 1 keeps groups 0 and 2, round 2 keeps group 4: full after two rounds; round 3 unused.
+  # Round 1 keeps groups 0 and 2, round 2 keeps group 4: full after two rounds.
   rounds = iter([
       _round([0, 1, 2], np.array([[1, 0], [1, 1], [0, 1]])),
       _round([3, 4, 5], np.array([[0, 0], [1, 0], [0, 0]])),
@@ -35,7 +35,7 @@ def test_dynamic_sampling_accumulates_until_full():
   assert (state.num_kept, state.num_rounds, state.num_generated) == (3, 2, 6)
   # A round that overshoots is truncated by take_batch.
   state = ds.filter_and_accumulate(state, *next(rounds))
-  assert state.num_kept == 5
+  assert state.num_kept == 6
   out = ds.take_batch(state, target)
   np.testing.assert_array_equal(out["prompt_id"], [0, 2, 4])  # earliest survivors first
   np.testing.assert_array_equal(out["tokens"][:, 0, 0], [0, 2, 4])
