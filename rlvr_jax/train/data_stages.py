@@ -160,7 +160,8 @@ def dars_extra_rollouts(accuracy: np.ndarray, n: int, n_max: int, *, schedule: s
   * HW (hardness weighted): ``dN = (2 (1 - a) A_peak - N S(a)) / S(a)``;
   * ``dN = min(ceil(dN), n_max - n)``.
 
-  Worked examples (N=8, no std): a=1/8 → ET 11, HW 24; a=3/8 → ET 1, HW 3.
+  Worked examples (N=8, no std): a=1/8 → ET 11, HW 24; a=3/8 → ET 1, HW 3. Checked against
+  ``schedule_ET``/``schedule_HW`` of the DARS code (same formula, same plain ``ceil``).
 
   Args:
     accuracy: ``[P]`` stage-1 accuracy of each prompt's ``n`` samples.
@@ -190,7 +191,7 @@ def dars_extra_rollouts(accuracy: np.ndarray, n: int, n_max: int, *, schedule: s
     s = 2.0 * a_safe * (1.0 - a_safe)
     peak = 0.5 * n
   target = peak if schedule == "ET" else 2.0 * (1.0 - a_safe) * peak
-  dn = np.ceil((target - n * s) / s - 1e-9)  # 1e-9: an exact integer must not round up
+  dn = np.ceil((target - n * s) / s)
   dn = np.where(a >= 0.5, 0.0, np.maximum(dn, 0.0))
   return np.minimum(dn, n_max - n).astype(np.int64)
 

@@ -72,7 +72,7 @@ def _dars_reference(a, n, n_max, schedule, use_std):
   s = 2 * math.sqrt(a * (1 - a)) if use_std else 2 * a * (1 - a)
   peak = n if use_std else 0.5 * n
   target = peak if schedule == "ET" else 2 * (1 - a) * peak
-  return min(math.ceil(round((target - n * s) / s, 9)), n_max - n)
+  return min(math.ceil((target - n * s) / s), n_max - n)
 
 
 def test_dars_worked_examples():
