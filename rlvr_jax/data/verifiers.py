@@ -14,9 +14,9 @@ Importing this module (``import rlvr_jax.data`` does) registers:
   characters, the last ``#### <number>`` (``-?[0-9.,]+``, commas and ``$`` removed) must equal
   the gold number as a string.
 * ``"gsm8k_flexible"``: verl's flexible rule: the last number anywhere in those 300 characters.
-* ``"math"``: delegates to :func:`rlvr_jax.rewards.math.verify` (symbolic equivalence of the
-  last ``\\boxed{}`` answer with the gold, Math-Verify semantics), imported on first use so that
-  ``rlvr_jax.data`` does not import sympy until a math example is scored.
+* ``"math"``: delegates to :mod:`rlvr_jax.rewards.math` (final-answer extraction and symbolic
+  equivalence with the gold), imported on first use so that ``rlvr_jax.data`` does not import
+  sympy until a math example is scored.
 
 Every verifier has the registry signature ``(completion: str, example: Example) -> float`` and
 returns 1.0 or 0.0. The answer-format instruction that a prompt should carry for each of them lives
@@ -25,6 +25,7 @@ in :mod:`rlvr_jax.data.templates`.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 from typing import List, Optional
 
@@ -134,12 +135,19 @@ def gsm8k_flexible_verifier(completion: str, example: task_lib.Example) -> float
 
 
 def math_verifier(completion: str, example: task_lib.Example) -> float:
-  """Symbolic math equivalence via :func:`rlvr_jax.rewards.math.verify`; None (gold unparsable) → 0."""
+  """Symbolic math equivalence of the completion's final answer with the gold (1.0 / 0.0).
+
+  In the main process this calls :func:`rlvr_jax.rewards.math.verify`, which runs the comparison
+  in a worker process under a hard timeout. Inside a worker process (the trainer's reward pool,
+  which already bounds each item's time) it calls ``verify_in_process``, so no second pool is
+  started per worker.
+  """
   # Imported here: rlvr_jax.rewards.math pulls in sympy, which a user of JSONL/GSM8K tasks should
   # not pay for at import time.
   from rlvr_jax.rewards import math as math_rewards  # pylint: disable=g-import-not-at-top
-  score = math_rewards.verify(completion, example.answer)
-  return 0.0 if score is None else float(score)
+  if multiprocessing.parent_process() is not None:
+    return float(math_rewards.verify_in_process(completion, example.answer))
+  return float(math_rewards.verify(completion, example.answer))
 
 
 STANDARD_VERIFIERS = {

@@ -181,15 +181,25 @@ class Checkpointer:
     self.close()
 
 
-def export_hf(checkpoint_dir: str, out_dir: str, *, abstract_state: PyTree,
+def export_hf(checkpoint_dir: str, out_dir: str, *, model_config: Any, abstract_state: PyTree,
               step: Optional[int] = None,
               params_fn: Callable[[PyTree], PyTree] = lambda state: state["params"],
               **export_kwargs) -> str:
   """Writes the params of a checkpoint as a Hugging Face model directory.
 
-  Restores ``(state, extras)`` from ``checkpoint_dir`` (``step``, default latest), takes the
-  params with ``params_fn`` and calls :func:`rlvr_jax.models.hf.export_hf` with them,
-  ``out_dir`` and ``export_kwargs`` (e.g. the model config and tokenizer; see that function).
+  Restores the state of checkpoint ``step`` (default: latest) from ``checkpoint_dir``, takes the
+  params with ``params_fn`` and calls
+  ``rlvr_jax.models.hf.export_hf(params, model_config, out_dir, **export_kwargs)`` (keywords:
+  ``tokenizer_dir``, ``dtype``, ``max_shard_size``; see that function).
+
+  Args:
+    checkpoint_dir: a :class:`Checkpointer` directory.
+    out_dir: the HF directory to write.
+    model_config: the ``rlvr_jax.models`` config of the params.
+    abstract_state: the saved state's abstract tree (see :meth:`Checkpointer.restore`).
+    step: which checkpoint.
+    params_fn: state → the model's params collection.
+    **export_kwargs: passed to ``rlvr_jax.models.hf.export_hf``.
 
   Returns:
     ``out_dir``.
@@ -201,5 +211,5 @@ def export_hf(checkpoint_dir: str, out_dir: str, *, abstract_state: PyTree,
     state, _ = ckpt.restore(step=step, abstract_state=abstract_state)
   finally:
     ckpt.close()
-  hf.export_hf(params_fn(state), out_dir, **export_kwargs)
+  hf.export_hf(params_fn(state), model_config, out_dir, **export_kwargs)
   return out_dir

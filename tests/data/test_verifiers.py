@@ -63,3 +63,20 @@ def test_math_delegates_to_rewards_math():
   assert v(r"so the result is \boxed{\frac{1}{2}}", _ex(r"\frac{1}{2}", "math")) == 1.0
   assert v(r"\boxed{0.5}", _ex(r"\frac{1}{2}", "math")) == 1.0
   assert v(r"\boxed{3}", _ex(r"\frac{1}{2}", "math")) == 0.0
+
+
+def _score_in_child(queue, completion, answer):
+  ex = task_lib.Example(prompt="q", answer=answer, verifier="math")
+  queue.put(task_lib.get_verifier("math")(completion, ex))
+
+
+def test_math_in_a_worker_process_scores_in_process():
+  """Inside a child process the verifier must not start its own pool (it still scores)."""
+  pytest.importorskip("rlvr_jax.rewards.math")
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  ctx = multiprocessing.get_context("fork")
+  queue = ctx.Queue()
+  proc = ctx.Process(target=_score_in_child, args=(queue, r"\boxed{2/4}", r"\frac{1}{2}"))
+  proc.start()
+  assert queue.get(timeout=60) == 1.0
+  proc.join(timeout=60)

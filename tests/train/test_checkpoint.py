@@ -140,7 +140,7 @@ def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path):
 def test_export_hf_calls_models_hf(tmp_path, monkeypatch):
   calls = []
   fake = types.ModuleType("rlvr_jax.models.hf")
-  fake.export_hf = lambda params, out_dir, **kw: calls.append((params, out_dir, kw))
+  fake.export_hf = lambda params, config, out_dir, **kw: calls.append((params, config, out_dir, kw))
   import rlvr_jax.models  # pylint: disable=g-import-not-at-top
   monkeypatch.setitem(sys.modules, "rlvr_jax.models.hf", fake)
   monkeypatch.setattr(rlvr_jax.models, "hf", fake, raising=False)
@@ -148,8 +148,9 @@ def test_export_hf_calls_models_hf(tmp_path, monkeypatch):
   with checkpoint.Checkpointer(str(tmp_path / "c"), async_save=False) as ckpt:
     ckpt.save(5, state)
   out = checkpoint.export_hf(str(tmp_path / "c"), str(tmp_path / "hf"),
-                             abstract_state=checkpoint.abstract_state(state), config="cfg")
+                             model_config="cfg", abstract_state=checkpoint.abstract_state(state),
+                             dtype="bfloat16")
   assert out == str(tmp_path / "hf")
-  (params, out_dir, kw), = calls
+  (params, config, out_dir, kw), = calls
   _assert_trees_equal(params, state["params"])
-  assert out_dir == out and kw == {"config": "cfg"}
+  assert config == "cfg" and out_dir == out and kw == {"dtype": "bfloat16"}
