@@ -1,9 +1,12 @@
-"""Advantage estimators: rewards ``[P, G]`` (or token rewards) to advantages ``[P, G]`` / ``[P, G, T]``.
+"""Advantage estimators: rewards ``[P, G]`` (or token rewards) to advantages ``[P, G(, T)]``.
 
-Every function here is pure and jit-able: arrays are positional, every option is keyword-only
-and must be static under ``jax.jit`` (``static_argnames``) when it is a string, an int that sets a
-shape, or a callable. Nothing here carries gradient: wrap the result in ``jax.lax.stop_gradient``
-or compute it outside the differentiated function (the objective layer does the latter).
+Every public function here is pure and already wrapped in ``jax.jit``: arrays are positional,
+options keyword-only; options that change the program (strings, ``ddof``, ``k``, ``bundle_size``,
+flags, callables) are static arguments, numeric coefficients (``epsilon``, ``eta``, ``lam``,
+``gamma``, ...) are traced, so a schedule can change them without recompiling. Calling them
+inside another ``jax.jit`` simply inlines them. Nothing here carries gradient: wrap the result in
+``jax.lax.stop_gradient`` or compute it outside the differentiated function (the objective layer
+does the latter).
 
 Layout (see ``rlvr_jax.types``): ``P`` prompts, ``G`` samples per prompt, ``T`` completion tokens
 left-aligned, ``mask[p, g, t] == 1`` on completion tokens.
@@ -24,6 +27,7 @@ Numerics shared by the group estimators:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Dict, Optional, Union
 
@@ -108,6 +112,7 @@ def _std(x: Array, ddof: int, axis=-1, keepdims: bool = True) -> Array:
 # Sequence-level group estimators.
 
 
+@jax.jit
 def identity(rewards: Array) -> Array:
   """Advantage equal to the (transformed) reward: ``A_i = R_i``.
 
@@ -123,6 +128,7 @@ def identity(rewards: Array) -> Array:
   return _check_rewards(rewards)
 
 
+@functools.partial(jax.jit, static_argnames=("ddof", "single_sample"))
 def group_zscore(rewards: Array, *, ddof: int = 1, epsilon: float = 1e-6,
                  single_sample: str = "zero") -> Array:
   """GRPO group z-score: ``A_i = (R_i - mean_G R) / (std_G R + epsilon)``.
@@ -151,6 +157,7 @@ def group_zscore(rewards: Array, *, ddof: int = 1, epsilon: float = 1e-6,
   return _centered(rewards) / (_std(rewards, ddof) + epsilon)
 
 
+@functools.partial(jax.jit, static_argnames=("single_sample",))
 def group_center(rewards: Array, *, single_sample: str = "zero") -> Array:
   """Dr. GRPO group centring: ``A_i = R_i - mean_G R`` (no division by the std).
 
@@ -172,6 +179,7 @@ def group_center(rewards: Array, *, single_sample: str = "zero") -> Array:
   return _centered(rewards)
 
 
+@functools.partial(jax.jit, static_argnames=("ddof",))
 def group_mean_batch_std(rewards: Array, *, ddof: int = 1, epsilon: float = 1e-6) -> Array:
   """Group mean with batch std: ``A_i = (R_i - mean_G R) / (std_batch R + epsilon)``.
 
@@ -192,6 +200,7 @@ def group_mean_batch_std(rewards: Array, *, ddof: int = 1, epsilon: float = 1e-6
   return _centered(rewards) / (_std(rewards, ddof, axis=None) + epsilon)
 
 
+@functools.partial(jax.jit, static_argnames=("single_sample",))
 def leave_one_out(rewards: Array, *, single_sample: str = "zero") -> Array:
   """RLOO: ``A_i = R_i - (1/(G-1)) sum_{j != i} R_j = G/(G-1) (R_i - mean_G R)``.
 
@@ -215,6 +224,7 @@ def leave_one_out(rewards: Array, *, single_sample: str = "zero") -> Array:
   return _centered(rewards) * (g / (g - 1))
 
 
+@jax.jit
 def greedy_baseline(rewards: Array, greedy_rewards: Array) -> Array:
   """ReMax: ``A_i = R_i - R(greedy response of the same prompt)``.
 
@@ -236,6 +246,7 @@ def greedy_baseline(rewards: Array, greedy_rewards: Array) -> Array:
   return rewards - greedy_rewards[:, None].astype(rewards.dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("single_sample",))
 def opo_baseline(rewards: Array, lengths: Array, *, single_sample: str = "zero") -> Array:
   """OPO length-weighted baseline: ``A_i = R_i - sum_j |o_j| R_j / sum_j |o_j|``.
 
@@ -266,6 +277,7 @@ def opo_baseline(rewards: Array, lengths: Array, *, single_sample: str = "zero")
   return jnp.where(constant, 0.0, rewards - baseline)
 
 
+@functools.partial(jax.jit, static_argnames=("alpha", "normalize_by_std", "ddof"))
 def gpg(rewards: Array, *, alpha: str = "valid_fraction", normalize_by_std: bool = False,
         ddof: int = 1, epsilon: float = 1e-4, zero_std_tolerance: float = 1e-5) -> Array:
   """GPG (Group Policy Gradient): ``A_i = alpha * (R_i - mean_G R) / F_norm``.
@@ -317,6 +329,7 @@ def gpg(rewards: Array, *, alpha: str = "valid_fraction", normalize_by_std: bool
   return adv * jnp.asarray(factor, rewards.dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("k", "normalize_by_std", "ddof"))
 def pass_at_k_advantage(rewards: Array, *, k: int, normalize_by_std: bool = True, ddof: int = 1,
                         epsilon: float = 1e-6) -> Array:
   """Leave-one-out advantage for the max@k (pass@k for binary rewards) objective.
@@ -371,6 +384,7 @@ def pass_at_k_advantage(rewards: Array, *, k: int, normalize_by_std: bool = True
   return adv
 
 
+@functools.partial(jax.jit, static_argnames=("scope", "ddof"))
 def weighted_grpo_pairs(rewards: Array, *, lambda_neg: float, scope: str = "pair",
                         ddof: int = 1, epsilon: float = 1e-6, threshold: float = 0.5) -> Array:
   """Weighted GRPO for positive-negative prompt pairs (experimental).
@@ -411,6 +425,8 @@ def weighted_grpo_pairs(rewards: Array, *, lambda_neg: float, scope: str = "pair
   return group_zscore(pairs, ddof=ddof, epsilon=epsilon).reshape(p, g)
 
 
+@functools.partial(
+    jax.jit, static_argnames=("bundle_size", "credit", "natural_baseline", "normalize_by_std"))
 def mvar_bundle(rewards: Array, *, bundle_size: int = 5, alpha: float = 0.2, beta: float = 0.8,
                 omega: float = 1.5, credit: str = "sum-mean", natural_baseline: bool = False,
                 normalize_by_std: bool = True, epsilon: float = 1e-6) -> Array:
@@ -424,7 +440,8 @@ def mvar_bundle(rewards: Array, *, bundle_size: int = 5, alpha: float = 0.2, bet
   ``q_u`` the ``alpha``/``beta`` quantiles of the bundle's ``G`` paper scores (linear
   interpolation, as ``torch.quantile``):
 
-    ``g_RVaR = [(X - q_d)^+ - (X - q_u)^+ (+ q_d - q_u if natural_baseline)] / (beta - alpha + eps)``
+    ``g_RVaR = [(X - q_d)^+ - (X - q_u)^+ (+ q_d - q_u if natural_baseline)]``
+    ``         / (beta - alpha + eps)``
     ``g_CVaR = -(q_d - X)^+ / (alpha + eps)``
     ``adv_paper = (omega * g_CVaR + g_RVaR) / (omega + 1)``, then ``/ (std_bundle(X) + eps)``
 
@@ -498,6 +515,7 @@ def mvar_bundle(rewards: Array, *, bundle_size: int = 5, alpha: float = 0.2, bet
   return adv.reshape(p, g)
 
 
+@functools.partial(jax.jit, static_argnames=("ddof",))
 def mix_self_reward(rewards: Array, self_rewards: Array, *, lam: float = 0.1, tau_f: float = 0.1,
                     truncated: Optional[Array] = None, advantages: Optional[Array] = None,
                     ddof: int = 1, epsilon: float = 1e-6) -> Array:
@@ -561,6 +579,7 @@ def _check_multi(rewards_per_fn, weights) -> tuple[Array, Array]:
   return rewards_per_fn, weights
 
 
+@functools.partial(jax.jit, static_argnames=("normalizer", "ddof"))
 def sum_then_normalize(rewards_per_fn: Array, weights: Array,
                        normalizer: Union[str, Callable[[Array], Array]] = "group", *,
                        ddof: int = 1, epsilon: float = 1e-4) -> Array:
@@ -593,9 +612,11 @@ def sum_then_normalize(rewards_per_fn: Array, weights: Array,
     return group_mean_batch_std(total, ddof=ddof, epsilon=epsilon)
   if normalizer == "none":
     return group_center(total)
-  raise ValueError(f"normalizer must be 'group', 'batch', 'none' or a callable, got {normalizer!r}.")
+  raise ValueError(
+      f"normalizer must be 'group', 'batch', 'none' or a callable, got {normalizer!r}.")
 
 
+@functools.partial(jax.jit, static_argnames=("ddof",))
 def normalize_then_sum(rewards_per_fn: Array, weights: Array, *, ddof: int = 1,
                        epsilon: float = 1e-4) -> Array:
   """GDPO: z-score each reward function within its group, sum with weights, z-score the batch.
@@ -629,6 +650,7 @@ def normalize_then_sum(rewards_per_fn: Array, weights: Array, *, ddof: int = 1,
 # Token-level estimators.
 
 
+@jax.jit
 def broadcast_to_tokens(advantages: Array, mask: Array) -> Array:
   """Sequence advantages ``[P, G]`` (or token advantages ``[P, G, T]``) to ``[P, G, T]``.
 
@@ -650,6 +672,7 @@ def broadcast_to_tokens(advantages: Array, mask: Array) -> Array:
   return advantages * mask.astype(advantages.dtype)
 
 
+@jax.jit
 def outcome_to_token_rewards(rewards: Array, mask: Array) -> Array:
   """Places each sequence's scalar reward on its last valid token: ``[P, G] -> [P, G, T]``.
 
@@ -704,6 +727,7 @@ def _masked_whiten(values: Array, mask: Array, ddof: int, epsilon: float) -> Arr
   return (values - mean) * jax.lax.rsqrt(var + epsilon) * m
 
 
+@jax.jit
 def reinforce_plus_plus(token_rewards: Array, mask: Array, *, gamma: float = 1.0,
                         epsilon: float = 1e-8, ddof: int = 1) -> Array:
   """REINFORCE++: discounted return-to-go per token, whitened over all valid tokens of the batch.
@@ -742,6 +766,7 @@ def reinforce_plus_plus(token_rewards: Array, mask: Array, *, gamma: float = 1.0
   return _masked_whiten(returns, m, ddof, epsilon)
 
 
+@functools.partial(jax.jit, static_argnames=("single_sample",))
 def reinforce_plus_plus_baseline(rewards: Array, mask: Array, *, epsilon: float = 1e-8,
                                  ddof: int = 1, single_sample: str = "reward") -> Array:
   """REINFORCE++-baseline: subtract the group mean, then whiten over all valid tokens.
@@ -769,6 +794,7 @@ def reinforce_plus_plus_baseline(rewards: Array, mask: Array, *, epsilon: float 
   return _masked_whiten(tokens, mask.astype(tokens.dtype), ddof, epsilon)
 
 
+@functools.partial(jax.jit, static_argnames=("value_rewards", "ddof"))
 def tempo_tree_advantages(rewards: Array, tokens: Array, mask: Array, *, eta: float,
                           value_rewards: str = "normalized", ddof: int = 1,
                           epsilon: float = 1e-6) -> Array:
@@ -841,6 +867,7 @@ def tempo_tree_advantages(rewards: Array, tokens: Array, mask: Array, *, eta: fl
 # Metrics.
 
 
+@jax.jit
 def advantage_metrics(rewards: Array, advantages: Array, mask: Array) -> Dict[str, Array]:
   """Reward and advantage statistics, named as TRL/verl log them.
 
