@@ -65,10 +65,10 @@ def _clip_fractions(low: Array, high: Array) -> Diagnostics:
 
 
 def _local_groups(group_ids: Array) -> Array:
-  """Maps arbitrary group ids ``[B]`` to dense local segment ids in ``[0, B)``."""
-  _, inverse = jnp.unique(group_ids, size=group_ids.shape[0], fill_value=-1,
-                          return_inverse=True)
-  return inverse.reshape(group_ids.shape)
+  """Maps arbitrary group ids ``[B]`` to segment ids in ``[0, B)``: each sequence's group is named
+  by the index of the group's first sequence (a ``[B, B]`` comparison; no sort, jit-friendly)."""
+  same = group_ids[:, None] == group_ids[None, :]
+  return jnp.argmax(same, axis=1)
 
 
 def _sequence_mean_log_ratio(logprobs: Array, old_logprobs: Array, mask: Array,
@@ -300,12 +300,12 @@ def gmpo(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array, *
 
 
 def kl_cov(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array, *,
-           ratio: float = 2e-3, coef: float = 1.0,
+           kl_cov_ratio: float = 2e-3, coef: float = 1.0,
            log_ratio_clamp: float = 20.0) -> tuple[Array, Diagnostics]:
   """KL-Cov (Cui et al., arXiv 2505.22617): unclipped ``−Aρ`` plus ``coef·|log ρ|`` on top-cov tokens.
 
   ``cov_{i,t} = (A − Ā)(lp − l̄p)`` (means over valid tokens of this (micro-)batch, no gradient);
-  the ``k = max(1, ⌊ratio·N⌋)`` valid tokens with the largest covariance get the KL penalty.
+  the ``k = max(1, ⌊kl_cov_ratio·N⌋)`` valid tokens with the largest covariance get the KL penalty.
   Statistics are local to the batch passed in, as in verl ``loss_mode='kl_cov'`` (defaults
   ``kl_cov_ratio=2e-3``, ``ppo_kl_coef=1.0``); under micro-batching the selection differs.
   """
@@ -314,7 +314,7 @@ def kl_cov(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array,
   advantages = sg(advantages)
   log_ratio = _log_ratio(logprobs, old_logprobs, log_ratio_clamp)
   ratio = jnp.exp(log_ratio)
-  selected = _top_covariance(advantages, sg(logprobs), mask, ratio)
+  selected = _top_covariance(advantages, sg(logprobs), mask, kl_cov_ratio)
   loss = -advantages * ratio + jnp.where(selected, coef * jnp.abs(log_ratio), 0.0)
   diagnostics = {"kl_cov/selected_mean": selected.astype(jnp.float32),
                  "approx_kl": _approx_kl(logprobs, old_logprobs)}
@@ -329,9 +329,9 @@ def token_covariance(advantages: Array, logprobs: Array, mask: Array) -> Array:
   return (advantages - adv_mean) * (logprobs - lp_mean)
 
 
-def _top_covariance(advantages: Array, logprobs: Array, mask: Array, ratio: float) -> Array:
+def _top_covariance(advantages: Array, logprobs: Array, mask: Array, fraction: float) -> Array:
   cov = jnp.where(mask > 0, token_covariance(advantages, logprobs, mask), -jnp.inf)
-  k = jnp.maximum(jnp.floor(ratio * jnp.sum(mask)), 1.0).astype(jnp.int32)
+  k = jnp.maximum(jnp.floor(fraction * jnp.sum(mask)), 1.0).astype(jnp.int32)
   threshold = jnp.sort(cov.ravel())[::-1][k - 1]
   return (cov >= threshold) & (mask > 0)
 

@@ -170,12 +170,12 @@ def rollout_importance_weights(old_logprobs: Array, rollout_logprobs: Array, mas
 
 
 def clip_cov_weights(advantages: Array, logprobs: Array, mask: Array, key: Array, *,
-                     ratio: float = 2e-4, lower: float = 1.0,
+                     clip_cov_ratio: float = 2e-4, lower: float = 1.0,
                      upper: float = 5.0) -> tuple[Array, Diagnostics]:
   """Clip-Cov (Cui et al., arXiv 2505.22617): detach a random few high-covariance tokens.
 
   ``cov = (A − Ā)(lp − l̄p)`` over valid tokens (``lp`` current, no gradient); among tokens with
-  ``lower < cov < upper``, ``max(1, ⌊ratio·N⌋)`` are drawn uniformly (``key``) and get weight 0
+  ``lower < cov < upper``, ``max(1, ⌊clip_cov_ratio·N⌋)`` are drawn uniformly (``key``) and get weight 0
   (zero loss and gradient); others weight 1. Apply to the loss. verl ``loss_mode='clip_cov'``
   defaults (``clip_cov_ratio=2e-4``, bounds 1 and 5); unlike verl, tokens already clipped by PPO
   stay candidates (their gradient is zero either way). Batch-local statistics.
@@ -184,7 +184,7 @@ def clip_cov_weights(advantages: Array, logprobs: Array, mask: Array, key: Array
   cov = surrogates.token_covariance(sg(advantages), sg(logprobs), mask)
   candidate = (cov > lower) & (cov < upper) & (mask > 0)
   priority = jnp.where(candidate, jax.random.uniform(key, cov.shape), -1.0)
-  k = jnp.maximum(jnp.floor(ratio * jnp.sum(mask)), 1.0).astype(jnp.int32)
+  k = jnp.maximum(jnp.floor(clip_cov_ratio * jnp.sum(mask)), 1.0).astype(jnp.int32)
   threshold = jnp.sort(priority.ravel())[::-1][k - 1]
   selected = candidate & (priority >= threshold)
   weights = jnp.where(selected, 0.0, 1.0)
