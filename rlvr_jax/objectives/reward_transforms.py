@@ -1,10 +1,13 @@
 """Reward transforms (stage R): rewards or correctness to rewards, before the advantage stage.
 
-Pure jax/numpy functions of arrays; options are keyword-only (static under ``jax.jit`` when they
-are strings). None of them carries gradient: old and reference log-probs are constants.
+Pure functions of arrays, wrapped in ``jax.jit``; options are keyword-only, the structural ones
+(``estimator``, ``max_length``, ``cache_length``) static and the coefficients traced. None of them
+carries gradient: old and reference log-probs are constants.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +31,7 @@ def _float(x) -> Array:
   return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
+@jax.jit
 def remap_binary(correct: Array, *, pos: float, neg: float, threshold: float = 0.5) -> Array:
   """Maps correctness to two reward values: ``R = pos if c > threshold else neg``.
 
@@ -65,6 +69,7 @@ def w_reinforce(correct: Array, *, lam: float = 0.1) -> Array:
   return remap_binary(correct, pos=lam, neg=-1.0)
 
 
+@functools.partial(jax.jit, static_argnames=("max_length", "cache_length"))
 def overlong_soft_penalty(lengths: Array, *, max_length: int, cache_length: int,
                           factor: float = 1.0) -> Array:
   """DAPO soft overlong punishment (arXiv 2503.14476, eq. 13), the penalty to *add* to rewards.
@@ -97,6 +102,7 @@ def overlong_soft_penalty(lengths: Array, *, max_length: int, cache_length: int,
   return factor * penalty
 
 
+@functools.partial(jax.jit, static_argnames=("estimator",))
 def kl_in_reward(old_logprobs: Array, ref_logprobs: Array, mask: Array, *, beta: float,
                  estimator: str = "k1") -> Array:
   """Per-token KL penalty to add to the token rewards: ``r_t = -beta * KL_t * m_t``.
