@@ -8,8 +8,9 @@ real tokens has positions ``0 .. n-1`` and its ``t``-th completion token has pos
 left padding changes nothing but the memory used.
 
 Compilation. Everything from prefill to the last decode step is one `jax.jit` program, compiled
-once per (``P``, ``S``, ``G``, ``N``) shape and static sampling settings; prompt contents, the PRNG
-key and the params' values never retrace. The prefill runs on the ``P`` distinct prompts and its
+once per (``P``, ``S``, ``G``, ``N``) shape and static sampling settings (processor, pad id,
+entropy, force-full-length); prompt contents, the PRNG key, the params' values and the stop ids
+(padded to a multiple of 8) never retrace. The prefill runs on the ``P`` distinct prompts and its
 cache is repeated ``G`` times, so a group costs one prefill. The decode loop makes no host sync
 besides the loop predicate, updates the cache in place (the model writes with
 ``dynamic_update_slice`` inside the loop carry) and exits as soon as every sequence has stopped.
@@ -122,6 +123,19 @@ def _validate(config, prompt_tokens, prompt_mask, num_samples, max_new_tokens) -
     raise ValueError("prompts must be left-padded: prompt_mask must be False...False True...True")
 
 
+def _stop_id_array(stop_token_ids: Sequence[int]) -> np.ndarray:
+  """Stop ids as an int32 array padded with -1 (never sampled) to a multiple of 8 (at least 8).
+
+  They are a traced argument, not a static one, so that tasks with different stop sets of up to
+  eight ids share one compilation.
+  """
+  ids = [int(i) for i in stop_token_ids]
+  if any(i < 0 for i in ids):
+    raise ValueError(f"stop token ids must be non-negative, got {ids}")
+  size = max(8, -(-len(ids) // 8) * 8)
+  return np.asarray(ids + [-1] * (size - len(ids)), np.int32)
+
+
 def _sample(processor, rng, step, logits, return_entropy):
   """Samples one token per row from ``softmax(processor(logits))``; its log-prob and entropy."""
   processed = processor(logits.astype(jnp.float32))
@@ -135,10 +149,10 @@ def _sample(processor, rng, step, logits, return_entropy):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("config", "num_samples", "max_new_tokens", "processor", "stop_token_ids",
-                     "pad_token_id", "return_entropy", "force_full_length"))
-def _generate(params, prompt_tokens, prompt_mask, rng, *, config, num_samples, max_new_tokens,
-              processor, stop_token_ids, pad_token_id, return_entropy, force_full_length):
+    static_argnames=("config", "num_samples", "max_new_tokens", "processor", "pad_token_id",
+                     "return_entropy", "force_full_length"))
+def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, *, config, num_samples,
+              max_new_tokens, processor, pad_token_id, return_entropy, force_full_length):
   global _NUM_TRACES
   _NUM_TRACES += 1
   num_prompts, s = prompt_tokens.shape
@@ -163,7 +177,6 @@ def _generate(params, prompt_tokens, prompt_mask, rng, *, config, num_samples, m
   cache = jax.tree.map(lambda x: repeat(x, 1), cache)  # KVCache leaves are [L, B, S, KV, Dh].
   cache_mask = repeat(cache_mask, 0)
   prompt_lengths = repeat(prompt_mask.sum(axis=1, dtype=jnp.int32), 0)
-  stop_ids = jnp.asarray(stop_token_ids, jnp.int32)
 
   def record(t, token, logprob, entropy, state):
     """Writes step t's sample for the sequences still running; updates lengths and stops."""
@@ -176,8 +189,8 @@ def _generate(params, prompt_tokens, prompt_mask, rng, *, config, num_samples, m
     if return_entropy:
       entropies = put(entropies, jnp.where(active, entropy, 0.0))
     lengths = jnp.where(active, t + 1, lengths)
-    if not force_full_length and stop_token_ids:
-      done = done | (active & jnp.isin(token, stop_ids))
+    if not force_full_length:
+      done = done | (active & jnp.any(token[:, None] == stop_ids[None, :], axis=-1))
     return token, (tokens, logprobs, entropies, lengths, done)
 
   outputs = (
@@ -278,7 +291,7 @@ def generate(
     raise ValueError("pass either processors or temperature/top_k/top_p/min_p, not both")
   return _generate(
       params, jnp.asarray(prompt_tokens), jnp.asarray(prompt_mask), rng,
-      config=config, num_samples=int(num_samples), max_new_tokens=int(max_new_tokens),
-      processor=processors, stop_token_ids=tuple(int(i) for i in stop_token_ids),
+      _stop_id_array(stop_token_ids), config=config, num_samples=int(num_samples),
+      max_new_tokens=int(max_new_tokens), processor=processors,
       pad_token_id=int(pad_token_id), return_entropy=bool(return_entropy),
       force_full_length=bool(force_full_length))
