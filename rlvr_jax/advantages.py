@@ -621,7 +621,8 @@ def normalize_then_sum(rewards_per_fn: Array, weights: Array, *, ddof: int = 1,
                        epsilon: float = 1e-4) -> Array:
   """GDPO: z-score each reward function within its group, sum with weights, z-score the batch.
 
-  GDPO (Group reward-Decoupled normalization Policy Optimization), as implemented by TRL
+  GDPO (Liu et al., "Group reward-Decoupled Normalization Policy Optimization for Multi-reward
+  RL Optimization", arXiv 2601.05242), as implemented by TRL
   ``multi_objective_aggregation="normalize_then_sum"``:
 
     ``z_{i,k} = (r_{i,k} - mean_G r_k) / (std_G r_k + eps)``;  ``s_i = sum_k w_k z_{i,k}``
