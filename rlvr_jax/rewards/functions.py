@@ -35,8 +35,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rlvr_jax.rewards import combine
-
 RewardFn = Callable[..., Sequence[Optional[float]]]
 
 
@@ -184,6 +182,10 @@ def compute_rewards(functions: Sequence[RewardFunction],
     metrics[f"rewards/{f.name}/std"] = std
     metrics[f"rewards/{f.name}/failures"] = float(failed)
     metrics[f"rewards/{f.name}/missing"] = float(np.isnan(values).sum())
+
+  # Imported here, not at the top: worker processes import this module to unpickle
+  # `call_reward_fn` and should not pay for importing jax.
+  from rlvr_jax.rewards import combine  # pylint: disable=g-import-not-at-top
 
   stacked = np.stack([per_function[f.name] for f in functions]) if n else np.zeros(
       (len(functions), 0), np.float32)
