@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 _SINGLE_SAMPLE_POLICIES = ("zero", "reward")
+# Contractions run in full float32: on GPUs the default matmul precision may round inputs to TF32
+# (10-bit mantissa), which is visible in advantages.
+_EXACT = jax.lax.Precision.HIGHEST
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,7 +606,7 @@ def sum_then_normalize(rewards_per_fn: Array, weights: Array,
     ``[P, G]`` advantages.
   """
   rewards_per_fn, weights = _check_multi(rewards_per_fn, weights)
-  total = jnp.einsum("pgk,k->pg", rewards_per_fn, weights)
+  total = jnp.einsum("pgk,k->pg", rewards_per_fn, weights, precision=_EXACT)
   if callable(normalizer):
     return normalizer(total)
   if normalizer == "group":
@@ -642,7 +645,7 @@ def normalize_then_sum(rewards_per_fn: Array, weights: Array, *, ddof: int = 1,
   """
   rewards_per_fn, weights = _check_multi(rewards_per_fn, weights)
   z = _centered(rewards_per_fn, axis=1) / (_std(rewards_per_fn, ddof, axis=1) + epsilon)
-  summed = jnp.einsum("pgk,k->pg", z, weights)
+  summed = jnp.einsum("pgk,k->pg", z, weights, precision=_EXACT)
   flat = summed.reshape(1, -1)
   return (_centered(flat) / (_std(flat, ddof) + epsilon)).reshape(summed.shape)
 
@@ -857,8 +860,9 @@ def tempo_tree_advantages(rewards: Array, tokens: Array, mask: Array, *, eta: fl
   parent = through_parent.astype(values.dtype)
   n_child = jnp.sum(child, axis=2)
   n_parent = jnp.sum(parent, axis=2)
-  v_child = jnp.einsum("pijt,pj->pit", child, values) / jnp.maximum(n_child, 1.0)
-  v_parent = jnp.einsum("pijt,pj->pit", parent, values) / jnp.maximum(n_parent, 1.0)
+  v_child = jnp.einsum("pijt,pj->pit", child, values, precision=_EXACT) / jnp.maximum(n_child, 1.0)
+  v_parent = (jnp.einsum("pijt,pj->pit", parent, values, precision=_EXACT)
+              / jnp.maximum(n_parent, 1.0))
   branch = n_child < n_parent
   td = jnp.where(branch, v_child - v_parent, 0.0)
   return (grpo[..., None] + eta * td) * mask.astype(values.dtype)
