@@ -181,14 +181,52 @@ class Checkpointer:
     self.close()
 
 
-def export_hf(checkpoint_dir: str, out_dir: str, *, model_config: Any, abstract_state: PyTree,
-              step: Optional[int] = None,
-              params_fn: Callable[[PyTree], PyTree] = lambda state: state["params"],
-              **export_kwargs) -> str:
+def restore_partial(directory: str, abstract_subset: Mapping[str, PyTree],
+                    step: Optional[int] = None) -> Dict[str, PyTree]:
+  """Restores only some top-level fields of a saved state, e.g. ``{"params": abstract_params}``.
+
+  For evaluation and export, which need the params but not the optimizer state (whose abstract
+  tree they cannot easily build). The top-level keys are the saved state's field or dict names
+  (``TrainState`` fields: ``step``, ``params``, ``opt_state``, ``ref_params``). Opens the
+  directory read-only.
+
+  Args:
+    directory: a :class:`Checkpointer` directory.
+    abstract_subset: field name → abstract pytree (``jax.ShapeDtypeStruct`` with target
+      shardings), a subset of the saved state.
+    step: which checkpoint (default: the latest).
+
+  Returns:
+    Field name → restored pytree.
+
+  Raises:
+    FileNotFoundError: no (such) checkpoint.
+  """
+  manager = ocp.CheckpointManager(
+      os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+  try:
+    steps = manager.all_steps()
+    if step is None:
+      step = manager.latest_step()
+    if step is None or step not in steps:
+      raise FileNotFoundError(f"No checkpoint {'' if step is None else step} in {directory}; "
+                              f"available: {sorted(steps)}.")
+    item = dict(abstract_subset)
+    args = ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        partial_restore=True))
+    return dict(manager.restore(int(step), args=args)["state"])
+  finally:
+    manager.close()
+
+
+def export_hf(checkpoint_dir: str, out_dir: str, *, model_config: Any, abstract_params: PyTree,
+              step: Optional[int] = None, params_key: str = "params", **export_kwargs) -> str:
   """Writes the params of a checkpoint as a Hugging Face model directory.
 
-  Restores the state of checkpoint ``step`` (default: latest) from ``checkpoint_dir``, takes the
-  params with ``params_fn`` and calls
+  Restores field ``params_key`` of checkpoint ``step`` (default: latest) with
+  :func:`restore_partial` and calls
   ``rlvr_jax.models.hf.export_hf(params, model_config, out_dir, **export_kwargs)`` (keywords:
   ``tokenizer_dir``, ``dtype``, ``max_shard_size``; see that function).
 
@@ -196,9 +234,9 @@ def export_hf(checkpoint_dir: str, out_dir: str, *, model_config: Any, abstract_
     checkpoint_dir: a :class:`Checkpointer` directory.
     out_dir: the HF directory to write.
     model_config: the ``rlvr_jax.models`` config of the params.
-    abstract_state: the saved state's abstract tree (see :meth:`Checkpointer.restore`).
+    abstract_params: abstract tree of the params (e.g. ``jax.eval_shape`` of ``init_params``).
     step: which checkpoint.
-    params_fn: state → the model's params collection.
+    params_key: the state field holding the policy params.
     **export_kwargs: passed to ``rlvr_jax.models.hf.export_hf``.
 
   Returns:
@@ -206,10 +244,6 @@ def export_hf(checkpoint_dir: str, out_dir: str, *, model_config: Any, abstract_
   """
   # Imported here: exporting needs transformers/safetensors, which saving and restoring do not.
   from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
-  ckpt = Checkpointer(checkpoint_dir, async_save=False)
-  try:
-    state, _ = ckpt.restore(step=step, abstract_state=abstract_state)
-  finally:
-    ckpt.close()
-  hf.export_hf(params_fn(state), model_config, out_dir, **export_kwargs)
+  params = restore_partial(checkpoint_dir, {params_key: abstract_params}, step=step)[params_key]
+  hf.export_hf(params, model_config, out_dir, **export_kwargs)
   return out_dir

@@ -83,6 +83,25 @@ def test_restore_into_target_shardings(tmp_path):
   np.testing.assert_array_equal(np.asarray(restored["params"]["w"]), np.asarray(w))
 
 
+def test_restore_partial_from_train_state(tmp_path):
+  from rlvr_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  params = {"w": jnp.arange(6.0).reshape(2, 3)}
+  tx = optax.adam(1e-3)
+  train_state = state_lib.TrainState(step=jnp.asarray(4), params=params, opt_state=tx.init(params))
+  with checkpoint.Checkpointer(str(tmp_path), async_save=False) as ckpt:
+    ckpt.save(4, train_state)
+    ckpt.save(5, train_state.replace(params={"w": params["w"] + 1}))
+  target = NamedSharding(Mesh(np.array(jax.devices()[:2]), ("data",)), P("data"))
+  abstract = {"params": {"w": jax.ShapeDtypeStruct((2, 3), jnp.float32, sharding=target)}}
+  latest = checkpoint.restore_partial(str(tmp_path), abstract)
+  np.testing.assert_array_equal(np.asarray(latest["params"]["w"]), np.asarray(params["w"]) + 1)
+  assert latest["params"]["w"].sharding == target
+  older = checkpoint.restore_partial(str(tmp_path), abstract, step=4)
+  np.testing.assert_array_equal(np.asarray(older["params"]["w"]), np.asarray(params["w"]))
+  with pytest.raises(FileNotFoundError):
+    checkpoint.restore_partial(str(tmp_path), abstract, step=9)
+
+
 def test_to_jsonable():
   cfg = ml_collections.ConfigDict({"lr": 1e-3, "shape": (2, 3), "nested": {"g": np.int64(8)}})
   out = checkpoint.to_jsonable({"config": cfg, "arr": np.arange(3), "fn": len, "none": None})
@@ -146,11 +165,13 @@ def test_export_hf_round_trip(tmp_path):
   rng = np.random.default_rng(0)
   params = jax.tree.map(
       lambda s: jnp.asarray(rng.normal(size=s.shape).astype(np.float32), s.dtype), shapes)
-  state = {"params": params, "step": jnp.asarray(3)}
+  opt_state = optax.adam(1e-3).init(params)
+  state = {"params": params, "opt_state": opt_state, "step": jnp.asarray(3)}
   with checkpoint.Checkpointer(str(tmp_path / "c"), async_save=False) as ckpt:
     ckpt.save(3, state)
+  # Only the params' abstract tree is needed, not the optimizer state's.
   out = checkpoint.export_hf(str(tmp_path / "c"), str(tmp_path / "hf"), model_config=config,
-                             abstract_state=checkpoint.abstract_state(state))
+                             abstract_params=shapes)
   assert out == str(tmp_path / "hf")
   _, loaded = hf.load_hf(out)
   for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(params)):
