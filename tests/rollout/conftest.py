@@ -1,11 +1,13 @@
 """Shared fixtures: a tiny random model whose next-token distributions are far from uniform."""
 
+import functools
+
 import jax
 import numpy as np
 import pytest
 
 from rlvr_jax.models.config import preset
-from rlvr_jax.models.transformer import init_params
+from rlvr_jax.models.transformer import Transformer, init_params
 from rlvr_jax.rollout import generate as gen
 
 
@@ -48,3 +50,33 @@ def sampled(tiny, prompts):
   config, params = tiny
   _, tokens, mask = prompts
   return gen.generate(params, config, tokens, mask, jax.random.PRNGKey(1), **SAMPLED), SAMPLED
+
+
+REFERENCE_WIDTH = 16  # One jit shape for every reference forward pass.
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _forward(params, tokens, positions, mask, config):
+  return Transformer(config).apply({"params": params}, tokens, positions, mask)[0]
+
+
+@pytest.fixture(scope="session")
+def full_logits():
+  """``f(config, params, prompts, completions) -> [B, 16, V]`` uncached reference logits.
+
+  Each row is the prompt's real tokens followed by the completion's, right-padded (so positions
+  are plain 0, 1, ... and no left padding or cache is involved); ``logits[b, len(prompt) - 1 + t]``
+  predicts completion token ``t``.
+  """
+
+  def f(config, params, rows, completions):
+    seqs = [list(p) + list(c) for p, c in zip(rows, completions)]
+    tokens = np.zeros((len(seqs), REFERENCE_WIDTH), np.int32)
+    mask = np.zeros((len(seqs), REFERENCE_WIDTH), bool)
+    for i, s in enumerate(seqs):
+      tokens[i, :len(s)] = s
+      mask[i, :len(s)] = True
+    positions = np.broadcast_to(np.arange(REFERENCE_WIDTH, dtype=np.int32), tokens.shape)
+    return np.asarray(_forward(params, tokens, positions, mask, config=config))
+
+  return f

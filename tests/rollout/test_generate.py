@@ -5,40 +5,16 @@ and a different slot layout than the generate loop), then apply the rule being t
 Distinct jit shapes are few on purpose: each costs seconds of compile time on a CPU.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as PS
 
-from rlvr_jax.models.transformer import Transformer
 from rlvr_jax.rollout import generate as gen
 from rlvr_jax.rollout import processors as pr
 
 G, N = 2, 6
-
-
-WIDTH = 8 + N  # One jit shape for every reference forward pass.
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def _forward(params, tokens, positions, mask, config):
-  return Transformer(config).apply({"params": params}, tokens, positions, mask)[0]
-
-
-def _full_logits(config, params, rows, completions):
-  """Uncached logits ``[B, WIDTH, V]`` of prompt+completion rows, right-padded to ``WIDTH``."""
-  seqs = [list(p) + list(c) for p, c in zip(rows, completions)]
-  width = WIDTH
-  tokens = np.zeros((len(seqs), width), np.int32)
-  mask = np.zeros((len(seqs), width), bool)
-  for i, s in enumerate(seqs):
-    tokens[i, :len(s)] = s
-    mask[i, :len(s)] = True
-  positions = np.broadcast_to(np.arange(width, dtype=np.int32), tokens.shape)
-  return np.asarray(_forward(params, tokens, positions, mask, config=config))
 
 
 def _completions(rollout):
@@ -105,13 +81,13 @@ def test_layout_determinism_and_no_retrace(tiny, prompts, sampled):
   assert gen.num_traces() == traces
 
 
-def test_greedy_matches_uncached_reference_and_stops(tiny, prompts):
+def test_greedy_matches_uncached_reference_and_stops(tiny, prompts, full_logits):
   config, params = tiny
   rows, _, _ = prompts
   # Reference greedy decoding, one token at a time, with full uncached forward passes.
   ref = [[] for _ in rows]
   for _ in range(N):
-    logits = _full_logits(config, params, rows, ref)
+    logits = full_logits(config, params, rows, ref)
     for i, p in enumerate(rows):
       ref[i].append(int(np.argmax(logits[i, len(p) + len(ref[i]) - 1])))
   ref = np.asarray(ref)
@@ -138,7 +114,7 @@ def test_greedy_matches_uncached_reference_and_stops(tiny, prompts):
   np.testing.assert_array_equal(np.asarray(r.tokens)[:, 1:], 255)
 
 
-def test_truncated_sampling_logprobs_support_and_stops(tiny, prompts):
+def test_truncated_sampling_logprobs_support_and_stops(tiny, prompts, full_logits):
   config, params = tiny
   rows, _, _ = prompts
   chain = pr.default_chain(temperature=0.7, top_k=20, top_p=0.9, min_p=0.02)
@@ -148,7 +124,7 @@ def test_truncated_sampling_logprobs_support_and_stops(tiny, prompts):
   lengths = np.asarray(r.lengths)
   assert lengths.min() < N  # Some stop early; the stop set holds a quarter of the vocabulary.
   comps = _completions(r)
-  logits = _full_logits(config, params, [rows[b // G] for b in range(len(comps))], comps)
+  logits = full_logits(config, params, [rows[b // G] for b in range(len(comps))], comps)
   for b, comp in enumerate(comps):
     start = len(rows[b // G]) - 1
     processed = np.asarray(chain(jnp.asarray(logits[b, start:start + len(comp)])))
