@@ -38,6 +38,7 @@ Parameters are the plain ``params`` collection (a nested dict):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Optional, Tuple
 
@@ -342,8 +343,16 @@ def unembed(params: Params, config: ModelConfig, hidden: Array) -> Array:
 
 
 def init_params(config: ModelConfig, rng: Array) -> Params:
-  """Random parameters (normal(0.02) matrices, unit norm scales, zero biases), ``param_dtype``."""
-  model = Transformer(config)
+  """Random parameters (normal(0.02) matrices, unit norm scales, zero biases), ``param_dtype``.
+
+  Compiled once per config (the config is a static argument), so repeated calls are cheap; wrap
+  it in ``jax.jit(..., out_shardings=...)`` to initialise a large model directly sharded.
+  """
+  return _init_params(config, rng)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_params(config: ModelConfig, rng: Array) -> Params:
   tokens = jnp.zeros((1, 1), jnp.int32)
   mask = jnp.ones((1, 1), jnp.bool_)
-  return jax.jit(model.init)(rng, tokens, tokens, mask)["params"]
+  return Transformer(config).init(rng, tokens, tokens, mask)["params"]
