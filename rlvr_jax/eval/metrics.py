@@ -8,6 +8,7 @@ Every function returns per-problem values; average them (or use :func:`summarize
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -52,6 +53,7 @@ def pass_at_k(n, c, k: int) -> np.ndarray:
   return out
 
 
+@functools.partial(jax.jit, static_argnames=("k",))
 def pass_at_k_jax(n: Array, c: Array, k: int) -> Array:
   """pass@k in JAX (jit-able), via log-gamma:
 

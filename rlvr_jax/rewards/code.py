@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import re
 from typing import Any, List, Mapping, Optional, Sequence
@@ -220,6 +221,7 @@ def _check(passes: Array, test_mask: Array) -> tuple:
   return passes.astype(jnp.float32) * m, m
 
 
+@jax.jit
 def all_pass_reward(passes: Array, test_mask: Array) -> Array:
   """Outcome reward ``r = prod_j pass_j`` over valid tests; ``[P,G,U],[P,U] -> [P,G]``.
 
@@ -230,6 +232,7 @@ def all_pass_reward(passes: Array, test_mask: Array) -> Array:
   return jnp.where(n > 0, (p.sum(-1) == n).astype(jnp.float32), 0.0)
 
 
+@jax.jit
 def pass_fraction_reward(passes: Array, test_mask: Array) -> Array:
   """Partial credit ``r = (1/U) sum_j pass_j`` over valid tests (open-r1 ``code_reward``).
 
@@ -240,6 +243,7 @@ def pass_fraction_reward(passes: Array, test_mask: Array) -> Array:
   return p.sum(-1) / jnp.maximum(n, 1.0)
 
 
+@functools.partial(jax.jit, static_argnames=("combine",))
 def verpo_reward(passes: Array,
                  test_mask: Array,
                  *,

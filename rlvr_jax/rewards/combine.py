@@ -24,6 +24,7 @@ returned None, or failed).
 
 from __future__ import annotations
 
+import functools
 from typing import Tuple
 
 import jax
@@ -34,6 +35,7 @@ Array = jax.Array
 _POLICIES = ("zero", "renormalize", "propagate")
 
 
+@functools.partial(jax.jit, static_argnames=("missing",))
 def weighted_sum(rewards: Array, weights: Array, *, missing: str = "zero") -> Tuple[Array, Array]:
   """Weighted sum over the leading axis with a missing-value policy.
 
@@ -68,12 +70,14 @@ def weighted_sum(rewards: Array, weights: Array, *, missing: str = "zero") -> Tu
   return jnp.where(valid, total, jnp.nan), valid
 
 
+@jax.jit
 def gate_by_correctness(outcome: Array, bonus: Array, *, lam: float = 1.0) -> Array:
   """``R = r_o + lam * r_o * bonus``: the bonus (in ``[0, 1]``) pays only for correct answers."""
   o = jnp.asarray(outcome, jnp.float32)
   return o + lam * o * jnp.asarray(bonus, jnp.float32)
 
 
+@functools.partial(jax.jit, static_argnames=("ddof",))
 def decoupled_group_normalize(rewards: Array, weights: Array, *, eps: float = 1e-6,
                               ddof: int = 0) -> Array:
   """``A = sum_k w_k (r_k - mean_g r_k) / (std_g r_k + eps)``, ``[K, P, G] -> [P, G]``.

@@ -22,6 +22,7 @@ truncated). :func:`split_at_delimiter` and :func:`verifree_answer_suffix` build 
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, Optional, Tuple
 
 import jax
@@ -57,6 +58,7 @@ def _prep(ans_logp, ans_mask, valid):
   return jnp.where(m > 0, lp, 0.0), m, v
 
 
+@jax.jit
 def answer_logprob_stats(ans_logp: Array, ans_mask: Array,
                          valid: Optional[Array] = None) -> Dict[str, Array]:
   """Sufficient statistics of the reference answer's token log-probs.
@@ -84,11 +86,13 @@ def answer_logprob_stats(ans_logp: Array, ans_mask: Array,
   }
 
 
+@jax.jit
 def verifree_reward(ans_logp: Array, ans_mask: Array, valid: Optional[Array] = None) -> Array:
   """VeriFree reward ``pi(a* | x, z) = exp(sum_i log p_i)``; 0 where invalid."""
   return answer_logprob_stats(ans_logp, ans_mask, valid)["prob"]
 
 
+@functools.partial(jax.jit, static_argnames=("invalid_reward",))
 def logprob_reward(ans_logp: Array,
                    ans_mask: Array,
                    valid: Optional[Array] = None,
@@ -111,6 +115,7 @@ def logprob_reward(ans_logp: Array,
   return jnp.where(v, s, fill)
 
 
+@jax.jit
 def rlpr_reward(mean_prob: Array,
                 base_mean_prob: Optional[Array] = None,
                 fmt: Optional[Array] = None,
@@ -136,6 +141,7 @@ def rlpr_reward(mean_prob: Array,
   return (1.0 - alpha) * r + alpha * jnp.asarray(fmt, jnp.float32)
 
 
+@functools.partial(jax.jit, static_argnames=("ddof",))
 def std_filter_mask(rewards: Array, beta, *, ddof: int = 0) -> Tuple[Array, Array]:
   """RLPR std filter: keep prompts whose group reward std is at least ``beta``.
 
@@ -149,12 +155,14 @@ def std_filter_mask(rewards: Array, beta, *, ddof: int = 0) -> Tuple[Array, Arra
   return std >= beta, std.mean()
 
 
+@functools.partial(jax.jit, static_argnames=("momentum",))
 def update_std_threshold(beta, mean_std, *, momentum: float = 0.99) -> Array:
   """EMA of the filter threshold: ``beta <- m * beta + (1 - m) * mean_std`` (``beta_0 = 0.5``)."""
   return momentum * jnp.asarray(beta, jnp.float32) + (1.0 - momentum) * jnp.asarray(
       mean_std, jnp.float32)
 
 
+@jax.jit
 def sar_reward(logp_cond: Array,
                logp_uncond: Array,
                mask: Array,

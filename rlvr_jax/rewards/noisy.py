@@ -25,6 +25,8 @@ was not verified here, so these advantage forms are this library's reading, not 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -63,6 +65,7 @@ def forward_weights(r_obs: Array, rho1) -> Array:
   return jnp.where(r > 0.5, rho1, rho1 - 1.0) * jnp.ones_like(r)
 
 
+@functools.partial(jax.jit, static_argnames=("baseline",))
 def backward_corrected_advantages(r_obs: Array, rho0, rho1, *, baseline: str = "mean") -> Array:
   """Advantages from backward-corrected rewards, with a baseline that keeps the correction.
 
@@ -97,6 +100,7 @@ def forward_corrected_advantages(r_obs: Array, rho1, mask: Array | None = None) 
   return w
 
 
+@jax.jit
 def estimate_rho1(n_overturned: Array, n_rule_positive: Array) -> Array:
   """False-negative rate from appeals: ``rho1 = n_overturned / (n_rule_positive + n_overturned)``.
 
@@ -111,6 +115,7 @@ def estimate_rho1(n_overturned: Array, n_rule_positive: Array) -> Array:
   return jnp.where(o + p > 0, o / jnp.maximum(o + p, 1.0), 0.0)
 
 
+@functools.partial(jax.jit, static_argnames=("momentum",))
 def ema_update(current: Array, observation: Array, *, momentum: float = 0.9) -> Array:
   """``new = momentum * current + (1 - momentum) * observation`` (for an online ``rho1``)."""
   if not 0.0 <= momentum <= 1.0:

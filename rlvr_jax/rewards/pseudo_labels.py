@@ -66,6 +66,7 @@ def canonicalize_answers(answers: Sequence[Sequence[Optional[str]]],
   return out
 
 
+@jax.jit
 def majority_vote(answer_ids: Array) -> Tuple[Array, Array]:
   """Majority code per prompt. ``[P, M] -> (majority [P] int32, count [P] int32)``.
 
@@ -83,6 +84,7 @@ def majority_vote(answer_ids: Array) -> Tuple[Array, Array]:
   return jnp.where(best > 0, maj, -1), best
 
 
+@jax.jit
 def majority_vote_reward(answer_ids: Array, train_idx: Optional[Array] = None
                          ) -> Tuple[Array, Array]:
   """TTRL rewards against the majority answer.
@@ -102,6 +104,7 @@ def majority_vote_reward(answer_ids: Array, train_idx: Optional[Array] = None
   return rewards, count.astype(jnp.float32) / ids.shape[1]
 
 
+@jax.jit
 def co_reward(ids_q: Array, ids_q_rephrased: Array) -> Tuple[Array, Array]:
   """Co-rewarding-I cross-referenced rewards.
 
@@ -121,6 +124,7 @@ def co_reward(ids_q: Array, ids_q_rephrased: Array) -> Tuple[Array, Array]:
   return r_a, r_b
 
 
+@jax.jit
 def label_metrics(majority: Array, gold_ids: Array, pseudo_rewards: Array,
                   true_rewards: Array) -> Dict[str, Array]:
   """TTRL diagnostics when gold labels are known (evaluation only).

@@ -19,6 +19,7 @@ host-side and not part of this module.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import jax
@@ -30,6 +31,7 @@ Array = jax.Array
 OPENRS_WEIGHTS = {"core": 5.0, "important": 2.0, "highlight": 1.0}
 
 
+@functools.partial(jax.jit, static_argnames=("kappa",))
 def saturate(s: Array, kappa: float) -> Array:
   """Diminishing returns ``phi(s) = (1 - exp(-kappa s)) / (1 - exp(-kappa))``, ``phi(1) = 1``."""
   if kappa <= 0:
@@ -37,6 +39,7 @@ def saturate(s: Array, kappa: float) -> Array:
   return -jnp.expm1(-kappa * s) / -jnp.expm1(-kappa)
 
 
+@functools.partial(jax.jit, static_argnames=("mode", "kappa"))
 def rubric_aggregate(scores: Array,
                      weights: Array,
                      is_veto: Array,
@@ -87,6 +90,7 @@ def rubric_aggregate(scores: Array,
   raise ValueError(f"mode must be 'weighted' or 'openrs', got {mode!r}")
 
 
+@functools.partial(jax.jit, static_argnames=("normalize",))
 def checklist_score(results: Array, weights: Array, mask: Optional[Array] = None, *,
                     normalize: bool = False) -> Array:
   """CM2 checklist score ``s = sum_k w_k * result_k * mask_k`` over the last axis.
@@ -104,6 +108,7 @@ def checklist_score(results: Array, weights: Array, mask: Optional[Array] = None
   return total
 
 
+@jax.jit
 def bidirectional_verdict(score_fwd: Array, score_bwd: Array, margin: float = 0.0) -> Array:
   """OpenRS position-debiased pairwise verdict for response A against B.
 

@@ -7,6 +7,7 @@ reward transform of the objective layer) and is re-exported here as
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Hashable, Optional, Sequence
 
@@ -21,6 +22,7 @@ __all__ = ["overlong_soft_penalty", "kimi_length_reward", "cosine_length_reward"
            "repetition_penalty"]
 
 
+@jax.jit
 def kimi_length_reward(lengths: Array, correct: Array, valid: Optional[Array] = None) -> Array:
   """Kimi k1.5 length reward (arXiv 2501.12599 section 2.3.3; open-r1 ``len_reward``).
 
@@ -54,6 +56,7 @@ def kimi_length_reward(lengths: Array, correct: Array, valid: Optional[Array] = 
   return jnp.where(v & (spread > 0), r, 0.0)
 
 
+@functools.partial(jax.jit, static_argnames=("max_length",))
 def cosine_length_reward(lengths: Array,
                          correct: Array,
                          *,

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
+@jax.jit
 def trust_weight(outcome: Array,
                  think: Array,
                  *,
@@ -45,6 +46,7 @@ def trust_weight(outcome: Array,
   return jnp.where(n_c == 0, 1.0, gamma)
 
 
+@jax.jit
 def trust_grpo_reward(outcome: Array,
                       think: Array,
                       step,
