@@ -187,3 +187,28 @@ def test_isolation_report_keys():
   assert isinstance(rep["namespaces"], bool)
   with pytest.raises(RuntimeError) if not rep["namespaces"] else contextlib.nullcontext():
     sandbox.isolation_report(sandbox.SandboxConfig(namespaces="require"))
+
+
+def _interpreter_with_privilege_drop():
+  for py in (None, "/usr/bin/python3"):
+    if py is not None and not os.path.exists(py):
+      continue
+    cfg = sandbox.SandboxConfig(python=py)
+    if sandbox.isolation_report(cfg)["privilege_drop"]:
+      return py
+  return None
+
+
+def test_privilege_drop_when_available():
+  if os.geteuid() != 0:
+    pytest.skip("privilege drop applies only when running as root")
+  py = _interpreter_with_privilege_drop()
+  if py is None:
+    pytest.skip("no interpreter on this host is usable by nobody")
+  cfg = sandbox.SandboxConfig(python=py, drop_privileges="require", timeout_s=5.0)
+  r = sandbox.run_python("import os\nopen('f', 'w').write('x')\nprint(os.getuid(), os.getgid())",
+                         config=cfg)
+  assert r.status == "ok" and r.stdout.split() == ["65534", "65534"]
+  r = sandbox.run_python("def f():\n  return 1", test="assert f() == 1", config=cfg)
+  assert r.tests_completed
+  assert _sandbox_processes() == []
