@@ -245,25 +245,6 @@ def _length_metrics(lengths: np.ndarray, truncated: np.ndarray) -> Dict[str, flo
 # --- The loop ------------------------------------------------------------------------------------
 
 
-class MetricsLog:
-  """Metrics as JSON lines in ``<workdir>/metrics.jsonl`` (one object per step) plus the console."""
-
-  def __init__(self, workdir: str, resume_step: int):
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    # A resumed run drops lines written after its checkpoint, so the file stays one trajectory.
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        lines = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= resume_step]
-      with open(self.path, "w") as f:
-        f.writelines(lines)
-
-  def write(self, step: int, metrics: Dict[str, Any]) -> None:
-    if jax.process_index() != 0:
-      return
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
-
-
 def _stream(source, seed: int, position: int) -> Iterator[task_lib.Example]:
   """The training stream, positioned after ``position`` consumed examples."""
   return itertools.islice(source.examples("train", seed), position, None)
@@ -300,14 +281,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   """
   from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import metrics_writer  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import sft  # pylint: disable=g-import-not-at-top
 
   start_time = time.time()
   os.makedirs(workdir, exist_ok=True)
   rl = config.rl
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(checkpoint_lib.to_jsonable(config), f, indent=2, sort_keys=True)
+    metrics_writer.MetricsWriter(workdir, jsonl=False, tensorboard=False).write_config(config)
 
   seed_key = jax.random.key(config.seed)
   init_key, sample_key, eval_key = jax.random.split(seed_key, 3)
@@ -363,7 +344,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     logging.info("resumed from step %d", resume_step)
   start_step = int(resume_step or 0)
   data_position = int(extras.get("data_position", 0))
-  metrics_log = MetricsLog(workdir, start_step)
+  writer = metrics_writer.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+  writer.truncate_after(start_step)
+  progress = metrics_writer.ProgressBar(rl.num_steps, initial=start_step,
+                                        keys=("reward", "loss"), every=config.log_every)
 
   # The jit'd pieces.
   group_size = rl.num_samples
@@ -476,10 +460,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     })
     if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < rl.num_steps:
       metrics.update({f"eval/{k}": v for k, v in run_eval(state.params).items()})
-    metrics_log.write(step + 1, metrics)
-    if (step + 1) % config.log_every == 0:
-      logging.info("step %d/%d reward %.3f loss %.4f (%.1fs)", step + 1, rl.num_steps,
-                   metrics["reward"], metrics["loss"], t4 - t0)
+    writer.write(step + 1, metrics)
+    if jax.process_index() == 0:
+      progress.update(step + 1, metrics)
     if config.checkpoint.every and ((step + 1) % config.checkpoint.every == 0
                                     or step + 1 == rl.num_steps):
       ckpt.save(step + 1, state, {"data_position": data_position,
@@ -489,6 +472,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   after = run_eval(state.params) if config.eval.num_prompts else {}
   ckpt.close()
   scorer.close()
+  writer.close()
   before = extras.get("before", {})
   summary = {
       "steps": int(rl.num_steps),
@@ -501,3 +485,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       json.dump(summary, f, indent=2, sort_keys=True)
   logging.info("held-out before RL: %s; after: %s", before, after)
   return summary
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+  """Human-readable before/after lines of a :func:`train` summary."""
+  lines = [f"RL steps: {summary['steps']}, runtime {summary['runtime_s']:.0f}s"]
+  for key in ("pass@1", "greedy_accuracy"):
+    if f"before/{key}" in summary:
+      before, after = summary[f"before/{key}"], summary[f"after/{key}"]
+      lines.append(f"held-out {key}: before RL {100 * before:.1f}%  after RL {100 * after:.1f}%  "
+                   f"({100 * (after - before):+.1f} points)")
+  return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Experiment binaries (``train``, ``evaluate``) and their ml_collections configs."""

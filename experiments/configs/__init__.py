@@ -1,0 +1,1 @@
+"""ml_collections config files for ``experiments/train.py`` (one ``get_config()`` each)."""
