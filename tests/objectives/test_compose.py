@@ -1,0 +1,143 @@
+"""The combinator: binding by name, flags, metric reduction, custom objectives, import isolation."""
+
+import functools
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlvr_jax import advantages
+from rlvr_jax.objectives import aggregation, compose, surrogates, weighting
+from rlvr_jax.types import AdvantageInputs, LossBatch, global_counts
+
+B, T = 4, 3
+MASK = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0], [0, 0, 0]], np.float32)
+RNG = np.random.default_rng(4)
+LP = RNG.normal(-1, 0.3, (B, T)).astype(np.float32)
+OLD = (LP + RNG.normal(0, 0.2, (B, T))).astype(np.float32)
+ADV = np.repeat(np.array([[1.0], [-1.0], [0.5], [2.0]], np.float32), T, 1)
+
+
+def batch(**extras):
+  return LossBatch(mask=jnp.asarray(MASK), advantages=jnp.asarray(ADV),
+                   old_logprobs=jnp.asarray(OLD), ref_logprobs=jnp.asarray(OLD),
+                   rollout_logprobs=jnp.asarray(OLD - 0.1), rewards=jnp.ones(B),
+                   correct=jnp.array([1.0, 0.0, 1.0, 0.0]),
+                   group_ids=jnp.array([0, 0, 1, 1], jnp.int32), truncated=jnp.zeros(B),
+                   extras=extras)
+
+
+COUNTS = global_counts(jnp.asarray(MASK), jnp.array([0, 0, 1, 1], jnp.int32))
+
+
+def test_custom_objective_in_a_few_lines_equals_hand_written_formula():
+  objective = compose.make_objective(
+      "custom",
+      advantage=compose.advantage(advantages.group_center),
+      token_weighting=[compose.token_weighting(weighting.rollout_importance_weights,
+                                               level="token", mode="truncate", upper=1.05)],
+      surrogate=compose.surrogate(surrogates.ppo_clip, epsilon_high=0.28),
+      aggregation=functools.partial(aggregation.sum_over_constant, constant=4.0),
+      regularizers=[compose.kl_loss(0.1, estimator="k2")],
+  )
+  assert objective.needs_reference and not objective.needs_entropy
+  loss, metrics = objective.loss(jnp.asarray(LP), batch(), COUNTS)
+  ratio = np.exp(LP - OLD)
+  per_token = np.maximum(-ADV * ratio, -ADV * np.clip(ratio, 0.8, 1.28))
+  w = np.minimum(np.exp(0.1), 1.05)  # old − rollout = 0.1 everywhere
+  n_seq = 3
+  expected = (per_token * w * MASK).sum() / 4.0 / n_seq
+  expected += 0.1 * (0.5 * (LP - OLD) ** 2 * MASK).sum() / 4.0 / n_seq
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  np.testing.assert_allclose(metrics["sampling/importance_sampling_ratio/max"], np.exp(0.1),
+                             rtol=1e-5)
+  assert {"policy_loss", "loss", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean",
+          "clip_ratio/region_mean", "approx_kl"} <= set(metrics)
+
+
+def test_user_surrogate_bound_by_name_from_extras():
+  def my_surrogate(logprobs, advantages, my_weight):
+    return -advantages * my_weight * logprobs
+
+  objective = compose.make_objective(
+      "mine", advantage=compose.advantage(advantages.identity),
+      surrogate=compose.surrogate(my_surrogate), aggregation=aggregation.token_mean)
+  loss, _ = objective.loss(jnp.asarray(LP), batch(my_weight=jnp.full((B, T), 2.0)), COUNTS)
+  np.testing.assert_allclose(loss, (-ADV * 2 * LP * MASK).sum() / MASK.sum(), rtol=1e-6)
+  with pytest.raises(KeyError, match="my_weight"):
+    objective.loss(jnp.asarray(LP), batch(), COUNTS)
+  with pytest.raises(TypeError):
+    compose.surrogate(surrogates.ppo_clip, not_a_knob=1)
+
+
+def test_entropy_bonus_and_adaptive_coefficient():
+  entropy = jnp.asarray(RNG.uniform(0, 1, (B, T)).astype(np.float32))
+  objective = compose.make_objective(
+      "ent", advantage=compose.advantage(advantages.identity),
+      surrogate=compose.surrogate(surrogates.reinforce), aggregation=aggregation.token_mean,
+      regularizers=[compose.entropy_bonus()])
+  assert objective.needs_entropy
+  loss_fn = lambda e: objective.loss(jnp.asarray(LP), batch(entropy_coef=jnp.float32(0.5)),
+                                     COUNTS, e)
+  (loss, metrics) = loss_fn(entropy)
+  base = (-ADV * LP * MASK).sum() / MASK.sum()
+  mean_h = (np.asarray(entropy) * MASK).sum() / MASK.sum()
+  np.testing.assert_allclose(loss, base - 0.5 * mean_h, rtol=1e-5)
+  np.testing.assert_allclose(metrics["entropy"], mean_h, rtol=1e-5)
+  g = jax.grad(lambda e: loss_fn(e)[0])(entropy)
+  np.testing.assert_allclose(g, -0.5 * MASK / MASK.sum(), rtol=1e-5)
+
+
+def test_summarize_and_combine_metrics():
+  diag = {"a_mean": jnp.asarray(MASK * 2), "x/min": jnp.asarray(LP), "x/max": jnp.asarray(LP),
+          "seq": jnp.array([1.0, 2.0, 3.0, 100.0])}
+  out = compose.summarize(diag, MASK, COUNTS)
+  np.testing.assert_allclose(out["a_mean"], 2.0)
+  np.testing.assert_allclose(out["x/min"], LP[MASK > 0].min())
+  np.testing.assert_allclose(out["x/max"], LP[MASK > 0].max())
+  np.testing.assert_allclose(out["seq"], 2.0)  # empty sequence excluded, / 3 sequences
+  combined = compose.combine_metrics([{"m": 1.0, "r_min": 2.0, "r_max": 2.0},
+                                      {"m": 2.0, "r_min": 1.0, "r_max": 5.0}])
+  assert combined == {"m": 3.0, "r_min": 1.0, "r_max": 5.0}
+
+
+def test_reward_chain_and_kl_in_reward_adapter():
+  inputs = AdvantageInputs(
+      rewards=jnp.array([[1.0, 0.0]]), mask=jnp.ones((1, 2, 3)),
+      tokens=jnp.zeros((1, 2, 3), jnp.int32), lengths=jnp.array([[3, 3]]),
+      truncated=jnp.zeros((1, 2)), token_rewards=jnp.zeros((1, 2, 3)),
+      extras={"old_logprobs": jnp.zeros((1, 2, 3)), "ref_logprobs": -jnp.ones((1, 2, 3))})
+  from rlvr_jax.objectives import reward_transforms
+  chain = compose.chain_rewards(
+      compose.reward_transform(reward_transforms.remap_binary, pos=1.0, neg=-1.0),
+      compose.reward_transform(reward_transforms.overlong_soft_penalty, combine="add",
+                               max_length=3, cache_length=2))
+  # |y| = 3 = L_max: penalty ((3 - 2) - 3) / 2 = -1.
+  np.testing.assert_allclose(chain(inputs.rewards, inputs), [[0.0, -2.0]])
+  stage = compose.with_kl_in_reward(compose.advantage(advantages.identity), beta=0.1,
+                                    target="rewards")
+  np.testing.assert_allclose(stage(inputs), [[1.0 - 0.3, -0.3]], rtol=1e-6)
+
+
+def test_token_weights_need_token_level_surrogate():
+  objective = compose.make_objective(
+      "bad", advantage=compose.advantage(advantages.identity),
+      token_weighting=[compose.token_weighting(weighting.rollout_importance_weights)],
+      surrogate=compose.surrogate(surrogates.gmpo), aggregation=aggregation.sequence_mean)
+  with pytest.raises(ValueError, match="token-level"):
+    objective.loss(jnp.asarray(LP), batch(), COUNTS)
+  with pytest.raises(ValueError):
+    objective.loss(jnp.asarray(LP[:, :2]), batch(), COUNTS)
+
+
+def test_import_pulls_no_heavy_dependencies():
+  code = ("import sys, rlvr_jax.objectives, rlvr_jax.advantages; "
+          "bad = [m for m in sys.modules if m.split('.')[0] in "
+          "('transformers', 'torch', 'orbax', 'tensorflow', 'tensorflow_datasets', 'flax')]; "
+          "print(bad); sys.exit(1 if bad else 0)")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stdout + result.stderr
