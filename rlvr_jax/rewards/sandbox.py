@@ -235,7 +235,9 @@ class SandboxConfig:
     cpu_s: ``RLIMIT_CPU`` in seconds; ``None`` means ``ceil(timeout_s) + 1``.
     memory_mb: ``RLIMIT_AS`` (virtual address space) in MiB.
     max_output_bytes: cap on stdout and on stderr, and ``RLIMIT_FSIZE`` for any file written.
-    max_processes: ``RLIMIT_NPROC`` (per user; see the module docstring).
+    max_processes: ``RLIMIT_NPROC`` (per user; see the module docstring). With the privilege
+      drop every concurrent sandbox runs as ``nobody``, so this must exceed the number of
+      sandboxes running at once plus the threads their programs start.
     max_open_files: ``RLIMIT_NOFILE``.
     namespaces: ``"auto"`` (use ``unshare`` when it works), ``"require"`` (raise if it does not)
       or ``"off"``.
