@@ -390,13 +390,13 @@ def run_python(program: str,
     # The harness reads these before dropping privileges and deletes them before the program
     # starts; they live outside the working directory.
     prog_path = os.path.join(root, "program.py")
-    with open(prog_path, "w", encoding="utf-8") as f:
+    with open(prog_path, "w", encoding="utf-8", errors="replace") as f:
       f.write(program)
     test_path = nonce_path = result_path = ""
     nonce = b""
     if test is not None:
       test_path = os.path.join(root, "test.py")
-      with open(test_path, "w", encoding="utf-8") as f:
+      with open(test_path, "w", encoding="utf-8", errors="replace") as f:
         f.write(test)
       nonce = secrets.token_hex(16).encode()
       nonce_path = os.path.join(root, "nonce")
@@ -408,7 +408,7 @@ def run_python(program: str,
       os.chmod(root, 0o711)
       os.chown(work, _NOBODY, _NOBODY)
     in_path = os.path.join(root, "stdin")
-    with open(in_path, "w", encoding="utf-8") as f:
+    with open(in_path, "w", encoding="utf-8", errors="replace") as f:
       f.write(stdin)
     out_path, err_path = os.path.join(root, "stdout"), os.path.join(root, "stderr")
     env = {

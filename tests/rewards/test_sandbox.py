@@ -212,3 +212,9 @@ def test_privilege_drop_when_available():
   r = sandbox.run_python("def f():\n  return 1", test="assert f() == 1", config=cfg)
   assert r.tests_completed
   assert _sandbox_processes() == []
+
+
+def test_undecodable_text_does_not_raise():
+  # Model output can carry lone surrogates; the sandbox replaces them instead of raising.
+  r = sandbox.run_python("print('a\udcff')", stdin="\udcff")
+  assert r.status == "ok" and r.stdout.startswith("a")
