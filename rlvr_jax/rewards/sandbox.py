@@ -144,9 +144,11 @@ def _main():
       "resource.setrlimit", "resource.prlimit", "gc.get_objects",
       "gc.get_referrers", "gc.get_referents", "os.symlink", "os.link", "os.setxattr",
       "os.removexattr", "webbrowser.open"))
+  # Both paths are checked: a rename out of another directory deletes there. (Copies need no
+  # entry: writing the destination raises an "open" event.)
   _PATH_EVENTS = frozenset(("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod",
                             "os.chown", "os.truncate", "os.utime", "shutil.rmtree",
-                            "shutil.move", "shutil.copyfile", "os.chflags"))
+                            "os.chflags"))
   _NO_REIMPORT = frozenset(("posix", "nt", "_posixsubprocess"))
   _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -170,6 +172,10 @@ def _main():
                 else bool((flags or 0) & _WRITE_FLAGS))
       if writes and not _inside(path):
         raise SandboxViolation("sandbox: writing outside the working directory")
+      # A directory descriptor would let dir_fd-relative calls, which the audit events report
+      # only by their relative path, write anywhere.
+      if not _inside(path) and os.path.isdir(path):
+        raise SandboxViolation("sandbox: opening directories outside the working directory")
       if not ns:
         p = os.path.abspath(os.fsdecode(path))
         if (p.startswith("/proc/") and p.split("/")[2].isdigit()

@@ -111,6 +111,12 @@ def test_writing_outside_the_temp_dir(mode, tmp_path):
           f"import os\nos.remove({str(victim)!r})\nprint('done')")
   assert _reward(prog, [{"input": "", "output": "done"}], _cfg(mode)) == 0.0
   assert not target.exists()
+  # Relative to a directory descriptor, the audit event sees only the relative name.
+  prog = (f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+          "w = os.open('pwned.txt', os.O_WRONLY | os.O_CREAT, dir_fd=fd)\n"
+          "os.write(w, b'x')\nprint('done')")
+  assert _reward(prog, [{"input": "", "output": "done"}], _cfg(mode)) == 0.0
+  assert not target.exists()
   assert victim.read_text() == "keep me"
   # Writing inside its own working directory is allowed.
   r = sandbox.run_python("open('scratch.txt', 'w').write('x')\nprint(open('scratch.txt').read())",
