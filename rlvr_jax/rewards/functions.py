@@ -91,8 +91,7 @@ def _to_floats(values: Any, n: int) -> Tuple[Optional[np.ndarray], Optional[str]
   for i, v in enumerate(values):
     if v is None:
       out[i] = np.nan
-    elif isinstance(v, (numbers.Real, np.floating, np.integer, np.bool_)) and not isinstance(
-        v, complex):
+    elif isinstance(v, (numbers.Real, np.bool_)):
       out[i] = float(v)
     else:
       return None, f"returned a non-numeric value of type {type(v).__name__}"
@@ -187,8 +186,7 @@ def compute_rewards(functions: Sequence[RewardFunction],
   # `call_reward_fn` and should not pay for importing jax.
   from rlvr_jax.rewards import combine  # pylint: disable=g-import-not-at-top
 
-  stacked = np.stack([per_function[f.name] for f in functions]) if n else np.zeros(
-      (len(functions), 0), np.float32)
+  stacked = np.stack([per_function[f.name] for f in functions])
   weights = np.asarray([f.weight for f in functions], np.float32)
   total, valid = combine.weighted_sum(stacked, weights, missing=missing)
   total = np.asarray(total, np.float32)
