@@ -130,7 +130,9 @@ def _repeating_decimal(m: re.Match) -> str:
 
 def normalize(text: str) -> str:
   """String-level normalisation shared by every comparison (see the module docstring)."""
-  s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], text)
+  # Protect matrix row separators (``\\\\``) from the spacing rules below.
+  s = text.replace("\\\\", "\x01")
+  s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], s)
   s = re.sub(r"\\\$", " ", s)  # An escaped dollar is a currency sign.
   s = re.sub(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}", _repeating_decimal, s)
   s = re.sub(r"\\(?:left|right)\s*\.", "", s)
@@ -149,7 +151,7 @@ def normalize(text: str) -> str:
              lambda m: m.group().replace(",", ""), s)
   s = re.sub(r"\s+", " ", s).strip()
   s = re.sub(r"[.\s]+$", "", s)
-  return s
+  return s.replace("\x01", "\\\\")
 
 
 def text_key(text: str) -> str:
@@ -289,11 +291,11 @@ def _strip_scalar_marks(s: str) -> tuple:
     m = re.search(r"\s*(?:\\%|%|\\text\{\s*%\s*\}|\s+percent|\s*\\text\{\s*percent\s*\})$", s)
     if m:
       percent, s = True, s[:m.start()].strip()
-    m = re.search(r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\s+degrees?)"
+    m = re.search(r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\s+degrees?|\s*\\text\{\s*degrees?\s*\})"
                   r"(?:\s*\\?(?:text|mathrm)\{\s*[CF]\s*\})?$", s)
     if m and s[:m.start()].strip():
       degree, s = True, s[:m.start()].strip()
-    m = re.search(_TEXT_CMDS + r"\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?\d\}?)?$", s)
+    m = re.search(_TEXT_CMDS + r"\s*\{\s*[A-Za-z][A-Za-z ./]*\}(?:\s*\^\s*\{?\d\}?)?$", s)
     if m and re.search(r"[\d}\)]", s[:m.start()]):
       s = s[:m.start()].strip()
     m = re.search(r"(?<=[\d}\)\s])\s*([A-Za-z]+)(?:\s*\^\s*\{?\d\}?)?$", s)
@@ -472,12 +474,16 @@ def _close(a, b, tol: float) -> bool:
 
 
 def expr_equal(a: sympy.Expr, b: sympy.Expr, tol: float, opts: Options) -> bool:
-  """Equality of two expressions, exact up to ``tol`` (relative) on numeric evaluation."""
+  """Equality of two expressions, exact up to ``tol`` (relative) on numeric evaluation.
+
+  Constants are evaluated to 30 digits. With free symbols the two sides are compared at
+  ``opts.num_points`` random real points (over the union of their symbols, so ``sin^2 x + cos^2 x``
+  equals ``1`` and ``x + y`` does not equal ``x + z``); when fewer than three points evaluate to
+  finite numbers, ``sympy.simplify(a - b) == 0`` decides.
+  """
   if a == b:
     return True
   if _has_nonfinite(a) or _has_nonfinite(b):
-    return False
-  if {s.name for s in a.free_symbols} != {s.name for s in b.free_symbols}:
     return False
   if not a.free_symbols:
     va, vb = sympy.N(a, 30), sympy.N(b, 30)
@@ -515,10 +521,29 @@ def _scalar_candidates(x: Scalar) -> List[sympy.Expr]:
   return out
 
 
+def _finite_decimal(e: sympy.Expr) -> bool:
+  """A rational whose decimal expansion terminates (denominator 2^a 5^b)."""
+  if not e.is_Rational:
+    return False
+  q = int(e.q)
+  for f in (2, 5):
+    while q % f == 0:
+      q //= f
+  return q == 1
+
+
 def scalar_equal(p: Scalar, g: Scalar, opts: Options) -> bool:
-  tol = opts.rel_tol if (p.decimal or g.decimal) else opts.exact_tol
+  """Scalar equality with the tolerance policy.
+
+  The relative tolerance applies only when a decimal numeral is involved *and* one of the two
+  values has no finite decimal expansion (``0.6667`` for ``2/3``, ``3.14159`` for ``pi``,
+  ``31.4159`` gold for ``10\\pi``). Two values that decimals can write exactly must match exactly,
+  so ``4.0001`` is not ``4``.
+  """
   for pe in _scalar_candidates(p):
     for ge in _scalar_candidates(g):
+      inexact = not (_finite_decimal(pe) and _finite_decimal(ge))
+      tol = opts.rel_tol if (p.decimal or g.decimal) and inexact else opts.exact_tol
       if expr_equal(pe, ge, tol, opts):
         return True
   return False
@@ -623,6 +648,10 @@ def equal(p: Optional[Answer], g: Optional[Answer], opts: Options) -> bool:
   if isinstance(g, Seq):
     if isinstance(p, Scalar) and len(g.items) == 1:
       return equal(p, g.items[0], opts)
+    if g.kind in ("pair", "tuple") and isinstance(p, Matrix):
+      if len(p.rows) == 1 or all(len(r) == 1 for r in p.rows):
+        return _ordered_equal([x for r in p.rows for x in r], g.items, opts)
+      return False
     if g.kind == "pair":
       if isinstance(p, Seq) and p.kind in ("pair", "tuple", "list"):
         return _ordered_equal(p.items, g.items, opts)
@@ -630,9 +659,6 @@ def equal(p: Optional[Answer], g: Optional[Answer], opts: Options) -> bool:
       ps = _to_real_set(p)
       return gs is not None and ps is not None and _intervals_equal(ps, gs, opts)
     if g.kind == "tuple":
-      if isinstance(p, Matrix) and (len(p.rows) == 1 or all(len(r) == 1 for r in p.rows)):
-        flat = [x for r in p.rows for x in r]
-        return _ordered_equal(flat, g.items, opts)
       return isinstance(p, Seq) and p.kind in ("pair", "tuple", "list") and _ordered_equal(
           p.items, g.items, opts)
     # Gold set or bare list: order does not matter; a tuple is not a set, but a bare list gold
