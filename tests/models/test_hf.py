@@ -37,8 +37,9 @@ _FAMILIES = {
 }
 
 
-# A tiny untied Llama for tests that need no torch model.
-_SMALL = preset("tiny", num_layers=1, vocab_size=32)
+# A tiny untied Llama for tests that need no torch model (the preset the other test areas use,
+# so its init compiles once per process).
+_SMALL = preset("tiny")
 
 
 @pytest.fixture(scope="module")

@@ -127,21 +127,34 @@ def test_forward_matches_numpy_reference_with_left_padding(tiny_params, forward)
   np.testing.assert_allclose(np.asarray(logits)[m], ref[m], atol=1e-4, rtol=1e-4)
 
 
+def _variant(params, variant):
+  """Config and params of a Qwen2 (q/k/v biases) or tied Qwen3 (q/k norm) model built from the
+  tiny Llama params by adding the missing leaves (avoids compiling another init)."""
+  params = jax.tree_util.tree_map(lambda a: a, params)  # a fresh dict tree
+  layers, attn = params["layers"], params["layers"]["attn"]
+  if variant == "qwen2":
+    cfg = TINY.replace(architecture="qwen2", attention_bias=True)
+    for name, heads in (("q_proj", 4), ("k_proj", 2), ("v_proj", 2)):
+      attn[name] = {**attn[name], "bias": jnp.zeros((2, heads, 16))}
+  else:
+    cfg = TINY.replace(architecture="qwen3", qk_norm=True, tie_word_embeddings=True)
+    attn["q_norm"] = {"scale": jnp.ones((2, 16))}
+    attn["k_norm"] = {"scale": jnp.ones((2, 16))}
+    del params["lm_head"]
+  layers["attn"] = attn
+  # Random norm scales and biases, so the test sees them (init leaves them at 1 and 0).
+  return cfg, _perturb(params, jax.random.PRNGKey(2))
+
+
 @pytest.mark.parametrize("variant", ["qwen2", "qwen3_tied"])
-def test_family_variants_match_numpy_reference(variant):
-  if variant == "qwen2":
-    cfg = TINY.replace(architecture="qwen2", attention_bias=True, num_layers=1)
-  else:
-    cfg = TINY.replace(architecture="qwen3", qk_norm=True, tie_word_embeddings=True,
-                       head_dim=32, num_layers=1)
-  params = init_params(cfg, jax.random.PRNGKey(1))
-  params = _perturb(params, jax.random.PRNGKey(2))
-  if variant == "qwen2":
-    assert params["layers"]["attn"]["q_proj"]["bias"].shape == (1, 4, 16)
-    assert "bias" not in params["layers"]["attn"]["o_proj"]
-  else:
-    assert "lm_head" not in params
-    assert params["layers"]["attn"]["q_norm"]["scale"].shape == (1, 32)
+def test_family_variants_match_numpy_reference(tiny_params, variant):
+  cfg, params = _variant(tiny_params, variant)
+  # The tree must be what init_params would build for this config.
+  expected = jax.eval_shape(functools.partial(init_params, cfg), jax.random.PRNGKey(0))
+  def shapes(tree):
+    return jax.tree_util.tree_map(lambda a: a.shape, tree)
+
+  assert shapes(params) == shapes(expected)
   tokens, positions, mask = _left_padded_batch(np.random.default_rng(1), 2, 5, cfg.vocab_size,
                                                [0, 2])
   logits, _ = _apply(params, cfg, tokens, positions, mask)
@@ -221,10 +234,11 @@ def test_rope_llama3_scaling_matches_rule():
   np.testing.assert_allclose(rope_inv_freq(cfg.replace(rope_scaling=None)), base, rtol=1e-6)
 
 
-def test_bf16_compute_and_params():
-  cfg = TINY.replace(dtype="bfloat16", param_dtype="bfloat16", num_layers=1)
-  params = init_params(cfg, jax.random.PRNGKey(0))
-  assert all(a.dtype == jnp.bfloat16 for a in jax.tree_util.tree_leaves(params))
+def test_bf16_compute_and_params(tiny_params):
+  cfg = TINY.replace(dtype="bfloat16", param_dtype="bfloat16")
+  shapes = jax.eval_shape(functools.partial(init_params, cfg), jax.random.PRNGKey(0))
+  assert all(a.dtype == jnp.bfloat16 for a in jax.tree_util.tree_leaves(shapes))
+  params = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), tiny_params)
   tokens, positions, mask = _left_padded_batch(np.random.default_rng(5), 2, 4, 256, [0, 3])
   hidden, _ = _apply(params, cfg, tokens, positions, mask, return_hidden=True)
   assert hidden.dtype == jnp.bfloat16
@@ -233,16 +247,14 @@ def test_bf16_compute_and_params():
   assert init_cache(cfg, 1, 4).k.dtype == jnp.bfloat16
   # Against the float32 model on the same (bf16-representable) weights.
   params32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params)
-  ref, _ = _apply(params32, cfg.replace(dtype="float32", param_dtype="float32"), tokens,
-                  positions, mask)
+  ref, _ = _apply(params32, TINY, tokens, positions, mask)
   m = np.asarray(mask)
   np.testing.assert_allclose(np.asarray(logits)[m], np.asarray(ref)[m], atol=0.05)
 
 
-def test_remat_gives_same_values_and_gradients():
+def test_remat_gives_same_values_and_gradients(tiny_params):
   tokens, positions, mask = _left_padded_batch(np.random.default_rng(6), 2, 4, 256, [0, 1])
-  cfg = TINY.replace(num_layers=1)
-  params = init_params(cfg, jax.random.PRNGKey(3))
+  cfg, params = TINY, tiny_params
 
   def loss(p, cfg):
     logits, _ = Transformer(cfg).apply({"params": p}, tokens, positions, mask)
