@@ -324,3 +324,22 @@ def code_reward(completions: Sequence[str],
     else:
       out.append(k / n)
   return out
+
+
+def code_verifier(completion: str, example: Any) -> float:
+  """Registry-style verifier ``(completion, example) -> 1.0 | 0.0`` for code tasks.
+
+  Reads the tests from ``example.metadata["tests"]`` (the formats of :func:`run_tests`) and,
+  optionally, ``example.metadata["timeout_s"]`` and ``example.metadata["float_tol"]``; returns
+  1.0 when the last fenced Python block of ``completion`` passes every test. Suitable for
+  ``rlvr_jax.data.task.register_verifier("code", code_verifier)``; duck-typed so that this module
+  does not import the data package.
+  """
+  meta = example.metadata
+  tests = meta.get("tests") or []
+  if not tests:
+    return 0.0
+  config = sandbox_lib.SandboxConfig(timeout_s=float(meta.get("timeout_s", 5.0)))
+  results = run_tests(extract_code(completion), tests, config=config,
+                      float_tol=meta.get("float_tol"))
+  return float(all(r.passed for r in results))

@@ -117,3 +117,18 @@ def test_verpo_reward_against_hand_computation():
     code.verpo_reward(PASSES, MASK, combine="mul")
   with pytest.raises(ValueError):
     code.verpo_reward(PASSES[0], MASK)
+
+
+def test_code_verifier_reads_tests_from_example_metadata():
+  class Ex:  # Duck-typed like rlvr_jax.data.task.Example.
+    def __init__(self, metadata):
+      self.metadata = metadata
+      self.answer = ""
+
+  ex = Ex({"tests": [{"assert": "assert sq(3) == 9"}, {"input": "4\n", "output": "16"}],
+           "timeout_s": 5.0})
+  good = "```python\ndef sq(x):\n  return x * x\nif __name__ == '__main__':\n  print(sq(int(input())))\n```"
+  half = "```python\ndef sq(x):\n  return x * x\n```"
+  assert code.code_verifier(good, ex) == 1.0
+  assert code.code_verifier(half, ex) == 0.0
+  assert code.code_verifier(good, Ex({})) == 0.0
