@@ -127,7 +127,8 @@ def test_code_verifier_reads_tests_from_example_metadata():
 
   ex = Ex({"tests": [{"assert": "assert sq(3) == 9"}, {"input": "4\n", "output": "16"}],
            "timeout_s": 5.0})
-  good = "```python\ndef sq(x):\n  return x * x\nif __name__ == '__main__':\n  print(sq(int(input())))\n```"
+  good = ("```python\ndef sq(x):\n  return x * x\n"
+          "if __name__ == '__main__':\n  print(sq(int(input())))\n```")
   half = "```python\ndef sq(x):\n  return x * x\n```"
   assert code.code_verifier(good, ex) == 1.0
   assert code.code_verifier(half, ex) == 0.0
