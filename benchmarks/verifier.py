@@ -4,7 +4,8 @@
                                 [--timeout_s 5] [--show_errors]
 
 For each verifier: accuracy, precision, recall (positive = label true), false positives on the
-adversarial cases, throughput (cases/s through a worker pool of ``--workers`` processes), the
+adversarial cases, accuracy on the cases whose label is not a policy choice (notes without the
+``policy:`` prefix), throughput (cases/s through a worker pool of ``--workers`` processes), the
 largest wall time of a single case (measured one at a time, worker round trip included) and the
 number of cases that hit the timeout. math-verify (``pip install math-verify``) is imported only
 here, inside the workers; without it its entry says it was skipped.
@@ -102,6 +103,11 @@ def _score(name: str, fn: Callable[[str, str, str], bool], config: str, cases: L
       "timeouts": sum(o.timed_out for o in outcomes),
       "errors": sum(o.error is not None and not o.timed_out for o in outcomes),
   }
+  # Cases whose label is our documented policy rather than plain mathematical truth (notes that
+  # start with "policy:", e.g. macro definitions next to a correct box, decimal tolerance).
+  plain = [(p, l) for c, p, l in zip(cases, preds, labels) if not c["note"].startswith("policy:")]
+  result["non_policy_cases"] = len(plain)
+  result["non_policy_accuracy"] = round(sum(p == l for p, l in plain) / len(plain), 4)
   if show_errors:
     result["wrong_ids"] = wrong
   return result
