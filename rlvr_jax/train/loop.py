@@ -65,15 +65,19 @@ def build_tokenizer(config: ml_collections.ConfigDict):
 def build_model(config: ml_collections.ConfigDict, tokenizer, rng: jax.Array):
   """``(model_config, params)``: from ``config.model.hf_dir`` if set, else a random preset.
 
-  A random preset takes its vocabulary size from the tokenizer (rounded up to a multiple of 8).
+  ``config.model.dtype``/``param_dtype`` set the compute/parameter dtypes and ``config.remat``
+  (``"full"``) rematerialises each decoder block. A random preset takes ``config.model.overrides``
+  and its vocabulary size from the tokenizer (rounded up to a multiple of 8).
   """
   from rlvr_jax.models import config as model_config_lib  # pylint: disable=g-import-not-at-top
   from rlvr_jax.models import transformer  # pylint: disable=g-import-not-at-top
-  overrides = dict(config.model.get("overrides", {}))
+  dtypes = dict(dtype=config.model.get("dtype", "float32"),
+                param_dtype=config.model.get("param_dtype", "float32"),
+                remat=config.get("remat", "none") != "none")
   if config.model.get("hf_dir"):
     from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
-    model_config, params = hf.load_hf(config.model.hf_dir, **overrides)
-    return model_config, params
+    return hf.load_hf(config.model.hf_dir, **dtypes)
+  overrides = {**dtypes, **dict(config.model.get("overrides", {}))}
   overrides.setdefault("vocab_size", -(-len(tokenizer) // 8) * 8)
   model_config = model_config_lib.preset(config.model.preset, **overrides)
   return model_config, transformer.init_params(model_config, rng)
@@ -242,6 +246,20 @@ def _length_metrics(lengths: np.ndarray, truncated: np.ndarray) -> Dict[str, flo
   }
 
 
+def _mean_over_updates(per_update: Sequence[Dict[str, Any]]) -> Dict[str, float]:
+  """Averages each metric over a step's optimizer updates (min/max names: min/max of them)."""
+  out = {}
+  for name in per_update[0]:
+    values = np.asarray([float(m[name]) for m in per_update])
+    if name.endswith("min"):
+      out[name] = float(values.min())
+    elif name.endswith("max"):
+      out[name] = float(values.max())
+    else:
+      out[name] = float(values.mean())
+  return out
+
+
 # --- The loop ------------------------------------------------------------------------------------
 
 
@@ -294,8 +312,6 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   init_key, sample_key, eval_key = jax.random.split(seed_key, 3)
   tokenizer = build_tokenizer(config)
   model_config, params = build_model(config, tokenizer, init_key)
-  if config.get("remat", "none") != "none":
-    model_config = model_config.replace(remat=True)
   source = build_task(config)
   objective = presets.get(rl.objective, **dict(rl.get("objective_overrides", {})))
   mesh = mesh_lib.from_config(config.mesh)
@@ -317,7 +333,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                                      max_to_keep=config.checkpoint.keep)
   tx, schedule = state_lib.make_optimizer(config.optimizer)
   from rlvr_jax.models import partition  # pylint: disable=g-import-not-at-top
-  param_specs = partition.param_partition_specs(params, model_config)
+  param_specs = partition.param_partition_specs(params, mesh)
   resume_step = ckpt.latest_step()
   extras: Dict[str, Any] = {}
   if resume_step is None:
@@ -445,7 +461,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     update_metrics = jax.device_get(update_metrics)
     t4 = time.time()
 
-    metrics = {k: float(np.mean([m[k] for m in update_metrics])) for k in update_metrics[0]}
+    metrics = _mean_over_updates(update_metrics)
     metrics.update(_group_metrics(raw_rewards))
     metrics["rewards/verifier/mean"] = float(raw_rewards.mean())
     metrics["rewards/verifier/std"] = float(raw_rewards.std())

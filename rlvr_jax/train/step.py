@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax import types
+from rlvr_jax.objectives import compose
 from rlvr_jax.train import state as state_lib
 
 # (params, prompt_tokens[B,S], prompt_mask[B,S], completion_tokens[B,T], completion_mask[B,T])
@@ -122,8 +123,9 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
       ``objective.whole_groups``).
     schedule: learning-rate schedule, for the ``learning_rate`` metric.
 
-  Metrics: the objective's metrics summed over micro-batches (they are computed with the global
-  counts, so the sum is the full-batch value), ``loss``, ``grad_norm`` (before clipping),
+  Metrics: the objective's metrics combined over micro-batches by
+  ``rlvr_jax.objectives.compose.combine_metrics`` (sums of global-count means, so the full-batch
+  value; min/max for ``*min``/``*max`` names), ``loss``, ``grad_norm`` (before clipping),
   ``entropy`` (token mean, when the log-prob function returns it) and ``learning_rate``.
   """
   if getattr(objective, "whole_groups", False) and not group_size:
@@ -160,7 +162,8 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
 
       grads, (losses, metrics) = jax.lax.scan(body, zeros, micros)
       loss = losses.sum()
-      metrics = jax.tree.map(lambda x: x.sum(axis=0), metrics)
+      metrics = compose.combine_metrics(
+          [{k: v[i] for k, v in metrics.items()} for i in range(num_micro_batches)])
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
