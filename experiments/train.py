@@ -32,7 +32,9 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   from rlvr_jax.train import loop  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.INFO)
+  if not flags.FLAGS["verbosity"].present:
+    # Orbax logs every checkpoint operation at INFO; the loop prints its own progress.
+    logging.set_verbosity(logging.WARNING)
   summary = loop.train(_CONFIG.value, _WORKDIR.value)
   if jax.process_index() == 0:
     print(loop.format_summary(summary), flush=True)

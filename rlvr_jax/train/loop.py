@@ -33,7 +33,6 @@ import os
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -74,6 +73,8 @@ def build_model(config: ml_collections.ConfigDict, tokenizer, rng: jax.Array):
   dtypes = dict(dtype=config.model.get("dtype", "float32"),
                 param_dtype=config.model.get("param_dtype", "float32"),
                 remat=config.get("remat", "none") != "none")
+  if not config.model.get("hf_dir") and not config.model.get("preset"):
+    raise ValueError("Set --config.model.hf_dir to a local Hugging Face model directory.")
   if config.model.get("hf_dir"):
     from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
     return hf.load_hf(config.model.hf_dir, **dtypes)
@@ -84,7 +85,14 @@ def build_model(config: ml_collections.ConfigDict, tokenizer, rng: jax.Array):
 
 
 def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
-  """``config.task.kind``: ``"procedural"`` (``name`` + ``kwargs``) or ``"files"`` (``files``)."""
+  """The task source of ``config.task``.
+
+  ``kind="procedural"``: ``name`` and ``kwargs`` of :func:`rlvr_jax.data.procedural.get`.
+  ``kind="files"``: ``files`` (split → JSONL/Parquet path), optional ``field_map`` and
+  ``default_verifier`` (see :mod:`rlvr_jax.data.jsonl`), and ``answer_format`` (``"chat"`` or
+  ``"text"``: append the verifier's answer-format instruction; ``""``: prompts as stored) with an
+  optional ``system`` message.
+  """
   kind = config.task.kind
   if kind == "procedural":
     from rlvr_jax.data import procedural  # pylint: disable=g-import-not-at-top
@@ -94,8 +102,34 @@ def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
     return procedural.get(config.task.name, **kwargs)
   if kind == "files":
     from rlvr_jax.data import jsonl  # pylint: disable=g-import-not-at-top
-    return jsonl.FileTaskSource(dict(config.task.files), name=config.task.get("name", "file"))
+    source = jsonl.FileTaskSource(
+        dict(config.task.files), name=config.task.get("name", "file"),
+        field_map=dict(config.task.get("field_map", {})) or None,
+        default_verifier=config.task.get("default_verifier") or None)
+    if config.task.get("answer_format"):
+      return _WithAnswerFormat(source, chat=config.task.answer_format == "chat",
+                               system=config.task.get("system") or None)
+    return source
   raise ValueError(f"Unknown task kind {kind!r}.")
+
+
+@dataclasses.dataclass
+class _WithAnswerFormat:
+  """A task source whose plain-text questions get their verifier's answer-format instruction
+  (``rlvr_jax.data.templates.with_answer_format``), as chat messages or plain text."""
+
+  source: task_lib.TaskSource
+  chat: bool
+  system: Optional[str]
+
+  @property
+  def name(self) -> str:
+    return self.source.name
+
+  def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
+    from rlvr_jax.data import templates  # pylint: disable=g-import-not-at-top
+    for example in self.source.examples(split, seed):
+      yield templates.with_answer_format(example, chat=self.chat, system=self.system)
 
 
 def prompt_token_ids(tokenizer, example: task_lib.Example, *, add_bos: bool) -> List[int]:
@@ -122,6 +156,16 @@ def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray) -> Li
   """Completion texts: the first ``lengths[b]`` tokens, special tokens (the stop token) dropped."""
   return tokenizer.batch_decode([row[:n].tolist() for row, n in zip(tokens, lengths)],
                                 skip_special_tokens=True)
+
+
+def _print(message: str) -> None:
+  """Console output of process 0 (absl logging stays free for libraries' diagnostics)."""
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+def _fmt(metrics: Dict[str, float]) -> str:
+  return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
 
 
 def _fetch(x) -> np.ndarray:
@@ -227,6 +271,53 @@ def make_advantage_fn(objective) -> Callable[[types.AdvantageInputs], Tuple[jax.
   return jax.jit(fn)
 
 
+def _left_pad(x: np.ndarray, width: int, value) -> np.ndarray:
+  """Left-pads the last axis of ``x`` to ``width``."""
+  pad = [(0, 0)] * (x.ndim - 1) + [(width - x.shape[-1], 0)]
+  return np.pad(x, pad, constant_values=value)
+
+
+def _group_batch(rollout: types.Rollout, scored: rewards_host.RewardResult, num_prompts: int,
+                 group_size: int, prompt_width: Optional[int], pad_id: int
+                 ) -> Dict[str, np.ndarray]:
+  """A round's rollout and rewards as group-major host arrays ``[P, G, ...]``.
+
+  ``prompt_width`` left-pads prompts to one width so that rounds of dynamic sampling stack.
+  """
+  prompt_tokens, prompt_mask = np.asarray(rollout.prompt_tokens), np.asarray(rollout.prompt_mask)
+  if prompt_width is not None:
+    prompt_tokens = _left_pad(prompt_tokens, prompt_width, pad_id)
+    prompt_mask = _left_pad(prompt_mask, prompt_width, False)
+  flat = {
+      "prompt_tokens": prompt_tokens, "prompt_mask": prompt_mask,
+      "tokens": np.asarray(rollout.tokens), "logprobs": np.asarray(rollout.logprobs),
+      "mask": np.asarray(rollout.mask), "lengths": np.asarray(rollout.lengths),
+      "truncated": np.asarray(rollout.truncated, np.float32),
+      "raw_rewards": scored.rewards, "reward_errors": scored.errors.astype(np.float32),
+      "reward_timeouts": scored.timeouts.astype(np.float32),
+  }
+  return {k: v.reshape((num_prompts, group_size) + v.shape[1:]) for k, v in flat.items()}
+
+
+def _fill_groups(kept: Dict[str, np.ndarray], filler: Dict[str, np.ndarray], num_prompts: int
+                 ) -> Dict[str, np.ndarray]:
+  """Pads a partial dynamic-sampling batch to ``num_prompts`` groups with masked-out groups.
+
+  The filler groups (copies of the last round's) get a zero loss mask and zero rewards, so they
+  add nothing to the loss or the gradient, and the step keeps one static shape.
+  """
+  have = len(kept["mask"]) if kept else 0
+  if have == num_prompts:
+    return kept
+  need = num_prompts - have
+  extra = {k: v[:need].copy() for k, v in filler.items()}
+  extra["mask"][:] = 0
+  extra["raw_rewards"][:] = 0
+  if not kept:
+    return extra
+  return {k: np.concatenate([kept[k], extra[k]]) for k in kept}
+
+
 def _group_metrics(rewards: np.ndarray, prefix: str = "") -> Dict[str, float]:
   """TRL-named reward statistics of ``[P, G]`` rewards."""
   return {
@@ -271,7 +362,9 @@ def _stream(source, seed: int, position: int) -> Iterator[task_lib.Example]:
 def _sft_batches(sampler: Sampler, tokenizer, stream: Iterator[task_lib.Example],
                  batch_size: int, target_length: int):
   """SFT batches: prompt ids and ``answer + eos`` (or ``metadata['sft_target']``) targets."""
+  from rlvr_jax.train import data_stages as data_stages_lib  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import sft  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.advantages import advantage_metrics  # pylint: disable=g-import-not-at-top
   while True:
     examples = [next(stream) for _ in range(batch_size)]
     prompt_tokens, prompt_mask = sampler.prompts(examples)
@@ -284,8 +377,7 @@ def _sft_batches(sampler: Sampler, tokenizer, stream: Iterator[task_lib.Example]
     yield prompt_tokens, prompt_mask, target_tokens, target_mask
 
 
-def train(config: ml_collections.ConfigDict, workdir: str,
-          data_stages: Sequence[Callable[..., Any]] = ()) -> Dict[str, Any]:
+def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Runs (or resumes) the experiment described by ``config`` in ``workdir``.
 
   Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and ``checkpoints/``. Returns the
@@ -294,13 +386,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   Args:
     config: the resolved experiment config (see ``experiments/configs/default.py``).
     workdir: output directory; an existing checkpoint there is resumed.
-    data_stages: host functions ``stage(batch: dict) -> dict`` applied after advantages, in order
-      (see ``rlvr_jax.train.data_stages``).
   """
   from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import metrics_writer  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import data_stages as data_stages_lib  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import sft  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.advantages import advantage_metrics  # pylint: disable=g-import-not-at-top
 
   start_time = time.time()
   os.makedirs(workdir, exist_ok=True)
@@ -347,17 +439,17 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           batches=_sft_batches(sampler, tokenizer, sft_stream, config.sft.batch_size,
                                rl.max_new_tokens),
           num_steps=config.sft.num_steps,
-          log_fn=lambda s, m: logging.info("sft step %d: %s", s, m),
+          log_fn=lambda s, m: _print(f"sft step {s}/{config.sft.num_steps}: {_fmt(m)}"),
           log_every=config.sft.get("log_every", 50))
     before = run_eval(params) if config.eval.num_prompts else {}
-    logging.info("held-out before RL: %s", before)
+    _print(f"held-out before RL: {_fmt(before)}")
     extras = {"data_position": 0, "before": before}
   state, shardings = state_lib.init_sharded(params, tx, param_specs, mesh,
                                             with_reference=objective.needs_reference)
   if resume_step is not None:
     state, extras = ckpt.restore(resume_step,
                                  abstract_state=checkpoint_lib.abstract_state(state, shardings))
-    logging.info("resumed from step %d", resume_step)
+    _print(f"resumed from step {resume_step}")
   start_step = int(resume_step or 0)
   data_position = int(extras.get("data_position", 0))
   writer = metrics_writer.MetricsWriter(workdir, enabled=jax.process_index() == 0)
@@ -385,65 +477,81 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   if mini_prompts * rl.num_mini_batches != num_prompts:
     raise ValueError("rl.num_prompts must be a multiple of rl.num_mini_batches.")
 
+  dynamic = config.rl.get("dynamic_sampling", {}) or {}
+  max_bucket = max(config.data.prompt_buckets)
+
+  def collect(step: int, position: int):
+    """Generation rounds of one step: ``(group batch [P, G, ...], all rounds' raw rewards,
+    texts, new data position, rounds, kept groups)``."""
+    state = data_stages_lib.DynamicSamplingState()
+    all_rewards, all_groups = [], []
+    for round_index in itertools.count():
+      examples = [next(stream) for _ in range(num_prompts)]
+      position += num_prompts
+      key = jax.random.fold_in(jax.random.fold_in(sample_key, step), round_index)
+      rollout, texts = sampler(state_params[0], examples, key, num_samples=group_size,
+                               temperature=rl.temperature, top_p=rl.get("top_p"),
+                               top_k=rl.get("top_k"))
+      rollout = jax.tree.map(_fetch, rollout)
+      t_reward = time.time()
+      scored = scorer(texts, [e for e in examples for _ in range(group_size)])
+      timing["reward"] += time.time() - t_reward
+      group = _group_batch(rollout, scored, num_prompts, group_size,
+                           max_bucket if dynamic.get("enabled") else None, sampler.pad_id)
+      all_rewards.append(group["raw_rewards"])
+      all_groups.append(group)
+      if not dynamic.get("enabled"):
+        return group, all_groups, position, 1, num_prompts
+      state = data_stages_lib.filter_and_accumulate(state, group, group["raw_rewards"])
+      if state.done(num_prompts, int(dynamic.get("max_rounds", 0))):
+        break
+    kept = data_stages_lib.take_batch(state, num_prompts, allow_partial=True)
+    return (_fill_groups(kept, all_groups[-1], num_prompts), all_groups, position,
+            state.num_rounds, min(state.num_kept, num_prompts))
+
+  state_params = [None]
+  timing = {"reward": 0.0}
   for step in range(start_step, rl.num_steps):
     t0 = time.time()
-    examples = [next(stream) for _ in range(num_prompts)]
-    data_position += num_prompts
-    rollout, texts = sampler(state.params, examples, jax.random.fold_in(sample_key, step),
-                             num_samples=group_size, temperature=rl.temperature,
-                             top_p=rl.get("top_p"), top_k=rl.get("top_k"))
-    rollout = jax.tree.map(_fetch, rollout)
+    timing["reward"] = 0.0
+    state_params[0] = state.params
+    group, rounds, data_position, num_rounds, num_kept = collect(step, data_position)
     t1 = time.time()
-    repeated = [e for e in examples for _ in range(group_size)]
-    scored = scorer(texts, repeated)
-    t2 = time.time()
 
-    b, t = rollout.tokens.shape
-    mask = np.asarray(rollout.mask)
-    raw_rewards = scored.rewards.reshape(num_prompts, group_size)
+    flat = {k: v.reshape((num_prompts * group_size,) + v.shape[2:]) for k, v in group.items()}
+    t = flat["tokens"].shape[1]
     inputs = types.AdvantageInputs(
-        rewards=jnp.asarray(raw_rewards), mask=jnp.asarray(mask).reshape(num_prompts, group_size, t),
-        tokens=jnp.asarray(rollout.tokens).reshape(num_prompts, group_size, t),
-        lengths=jnp.asarray(rollout.lengths).reshape(num_prompts, group_size),
-        truncated=jnp.asarray(rollout.truncated, jnp.float32).reshape(num_prompts, group_size),
+        rewards=jnp.asarray(group["raw_rewards"]), mask=jnp.asarray(group["mask"]),
+        tokens=jnp.asarray(group["tokens"]), lengths=jnp.asarray(group["lengths"]),
+        truncated=jnp.asarray(group["truncated"]),
         token_rewards=jnp.zeros((num_prompts, group_size, t), jnp.float32))
     rewards, advantages = advantage_fn(inputs)
-    batch = {
-        "prompt_tokens": rollout.prompt_tokens, "prompt_mask": rollout.prompt_mask,
-        "completion_tokens": rollout.tokens, "mask": mask,
-        "advantages": np.asarray(advantages).reshape(b, t),
-        "rollout_logprobs": rollout.logprobs, "rewards": np.asarray(rewards).reshape(b),
-        "raw_rewards": scored.rewards, "correct": (scored.rewards >= 1.0).astype(np.float32),
-        "group_ids": np.repeat(np.arange(num_prompts, dtype=np.int32), group_size),
-        "truncated": rollout.truncated.astype(np.float32),
-    }
-    for stage in data_stages:
-      batch = stage(batch)
-
-    prompt_tokens, prompt_mask = batch["prompt_tokens"], batch["prompt_mask"]
-    completion_tokens, mask = batch["completion_tokens"], batch["mask"]
+    mask = flat["mask"]
+    if rl.get("overlong_filter"):
+      mask = data_stages_lib.overlong_filter(mask, flat["truncated"])
+    args = (flat["prompt_tokens"], flat["prompt_mask"], flat["tokens"], mask)
     if rl.recompute_old_logprobs:
-      old_logprobs, _ = score(state.params, prompt_tokens, prompt_mask, completion_tokens, mask)
+      old_logprobs = _fetch(score(state.params, *args)[0])
     else:
-      old_logprobs = batch["rollout_logprobs"]
+      old_logprobs = flat["logprobs"]
     if objective.needs_reference:
-      ref_logprobs, _ = score(state.ref_params, prompt_tokens, prompt_mask, completion_tokens,
-                              mask)
+      ref_logprobs = _fetch(score(state.ref_params, *args)[0])
     else:
       ref_logprobs = np.zeros_like(mask)
     full = step_lib.TrainBatch(
-        prompt_tokens=np.asarray(prompt_tokens), prompt_mask=np.asarray(prompt_mask),
-        completion_tokens=np.asarray(completion_tokens),
+        prompt_tokens=flat["prompt_tokens"], prompt_mask=flat["prompt_mask"],
+        completion_tokens=flat["tokens"],
         loss=types.LossBatch(
-            mask=np.asarray(mask, np.float32), advantages=np.asarray(batch["advantages"]),
+            mask=mask.astype(np.float32),
+            advantages=np.asarray(advantages, np.float32).reshape(mask.shape),
             old_logprobs=np.asarray(old_logprobs, np.float32),
             ref_logprobs=np.asarray(ref_logprobs, np.float32),
-            rollout_logprobs=np.asarray(batch["rollout_logprobs"], np.float32),
-            rewards=np.asarray(batch["rewards"], np.float32),
-            correct=np.asarray(batch["correct"], np.float32),
-            group_ids=np.asarray(batch["group_ids"], np.int32),
-            truncated=np.asarray(batch["truncated"], np.float32)))
-    t3 = time.time()
+            rollout_logprobs=flat["logprobs"].astype(np.float32),
+            rewards=np.asarray(rewards, np.float32).reshape(-1),
+            correct=(flat["raw_rewards"] >= 1.0).astype(np.float32),
+            group_ids=np.repeat(np.arange(num_prompts, dtype=np.int32), group_size),
+            truncated=flat["truncated"].astype(np.float32)))
+    t2 = time.time()
 
     # num_iterations passes over shuffled mini-batches of whole groups.
     order_rng = np.random.default_rng([config.seed, step])
@@ -459,21 +567,30 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     if rl.get("ref_refresh_steps", 0) and (step + 1) % rl.ref_refresh_steps == 0:
       state = state.replace(ref_params=jax.tree.map(jnp.copy, state.params))
     update_metrics = jax.device_get(update_metrics)
-    t4 = time.time()
+    t3 = time.time()
 
     metrics = _mean_over_updates(update_metrics)
-    metrics.update(_group_metrics(raw_rewards))
-    metrics["rewards/verifier/mean"] = float(raw_rewards.mean())
-    metrics["rewards/verifier/std"] = float(raw_rewards.std())
-    metrics["reward_errors"] = float(scored.errors.sum())
-    metrics["reward_timeouts"] = float(scored.timeouts.sum())
-    metrics.update(_length_metrics(np.asarray(rollout.lengths), np.asarray(rollout.truncated)))
-    num_generated = float(np.asarray(rollout.lengths).sum())
+    generated = {k: np.concatenate([r[k] for r in rounds]) for k in
+                 ("raw_rewards", "lengths", "truncated")}
+    metrics.update(_group_metrics(generated["raw_rewards"]))
+    metrics["rewards/verifier/mean"] = float(generated["raw_rewards"].mean())
+    metrics["rewards/verifier/std"] = float(generated["raw_rewards"].std())
+    metrics["reward_errors"] = float(sum(r["reward_errors"].sum() for r in rounds))
+    metrics["reward_timeouts"] = float(sum(r["reward_timeouts"].sum() for r in rounds))
+    metrics.update(_length_metrics(generated["lengths"], generated["truncated"]))
+    metrics.update({k: float(v) for k, v in advantage_metrics(
+        rewards, advantages, group["mask"]).items() if k.startswith("advantages/")})
+    num_generated = float(generated["lengths"].sum())
     metrics.update({
-        "time/rollout": t1 - t0, "time/reward": t2 - t1, "time/advantage": t3 - t2,
-        "time/update": t4 - t3, "tokens/generated_per_s": num_generated / max(t1 - t0, 1e-9),
-        "num_tokens": num_generated, "epoch_examples": float(data_position),
+        "time/rollout": t1 - t0 - timing["reward"], "time/reward": timing["reward"],
+        "time/advantage": t2 - t1, "time/update": t3 - t2,
+        "tokens/generated_per_s": num_generated / max(t1 - t0 - timing["reward"], 1e-9),
+        "tokens/trained_per_s": rl.num_iterations * float(mask.sum()) / max(t3 - t2, 1e-9),
+        "num_tokens": num_generated, "data_position": float(data_position),
     })
+    if dynamic.get("enabled"):
+      metrics["dynamic_sampling/rounds"] = float(num_rounds)
+      metrics["dynamic_sampling/kept_groups"] = float(num_kept)
     if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < rl.num_steps:
       metrics.update({f"eval/{k}": v for k, v in run_eval(state.params).items()})
     writer.write(step + 1, metrics)
@@ -499,7 +616,6 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2, sort_keys=True)
-  logging.info("held-out before RL: %s; after: %s", before, after)
   return summary
 
 
