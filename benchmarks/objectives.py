@@ -5,7 +5,8 @@ Times ``jax.jit(jax.value_and_grad(objective.loss))`` on one ``[B, T]`` batch (d
 plain REINFORCE objective (``−A·lp``, token-mean), and prints JSON: per preset the time in
 milliseconds and its ratio to the plain objective. Advantages and the batch are built once,
 outside the timed region (they run once per rollout batch, not per micro-batch). Times are the
-minimum over ``--repeats`` runs after one compile run. Presets that
+minimum over ``--repeats`` rounds after one compile run, each round timing the plain objective
+and the preset in turn (the ratio uses the baseline measured beside each preset). Presets that
 read an entropy receive a constant ``[B, T]`` array; computing it from logits is the trainer's cost.
 
   python benchmarks/objectives.py                       # [512, 1024]
@@ -74,18 +75,29 @@ def loss_batch(objective, inputs, constants):
       truncated=jnp.asarray(constants["truncated"]), extras=constants["extras"])
 
 
-def time_loss(objective, batch, logprobs, entropy, repeats: int) -> float:
+def compiled_step(objective, batch, logprobs, entropy):
+  """A zero-argument callable running the jit-compiled loss+grad once (compiled on creation)."""
   counts = global_counts(batch.mask, batch.group_ids)
   entropy = entropy if objective.needs_entropy else None
   step = jax.jit(jax.value_and_grad(objective.loss, has_aux=True))
-  jax.block_until_ready(step(logprobs, batch, counts, entropy))  # compile
-  times = []
+  run = lambda: jax.block_until_ready(step(logprobs, batch, counts, entropy))
+  run()
+  return run
+
+
+def interleaved_min_ms(runs, repeats: int) -> list:
+  """Minimum time of each callable over ``repeats`` rounds that call them in turn.
+
+  Alternating the preset with the baseline exposes both to the same load on a shared machine,
+  and the minimum is the least noisy estimate of the intrinsic cost.
+  """
+  best = [float("inf")] * len(runs)
   for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(step(logprobs, batch, counts, entropy))
-    times.append(time.perf_counter() - start)
-  # The minimum is the least noisy estimate of the intrinsic cost on a shared machine.
-  return min(times) * 1e3
+    for i, run in enumerate(runs):
+      start = time.perf_counter()
+      run()
+      best[i] = min(best[i], time.perf_counter() - start)
+  return [b * 1e3 for b in best]
 
 
 def main() -> None:
@@ -108,16 +120,18 @@ def main() -> None:
   plain = compose.make_objective(
       "reinforce_token_mean", advantage=compose.advantage(advantages.group_zscore),
       surrogate=compose.surrogate(surrogates.reinforce), aggregation=aggregation.token_mean)
-  baseline_ms = time_loss(plain, loss_batch(plain, inputs, constants), logprobs, entropy,
-                          args.repeats)
+  plain_run = compiled_step(plain, loss_batch(plain, inputs, constants), logprobs, entropy)
   names = args.presets.split(",") if args.presets else presets.names()
   results = {}
+  baselines = []
   for name in names:
     objective = presets.get(name, **overrides.get(name, {}))
-    ms = time_loss(objective, loss_batch(objective, inputs, constants), logprobs, entropy,
-                   args.repeats)
-    results[name] = {"ms": round(ms, 3), "ratio": round(ms / baseline_ms, 3),
-                     "needs_entropy": objective.needs_entropy}
+    run = compiled_step(objective, loss_batch(objective, inputs, constants), logprobs, entropy)
+    base_ms, ms = interleaved_min_ms([plain_run, run], args.repeats)
+    baselines.append(base_ms)
+    results[name] = {"ms": round(ms, 4), "baseline_ms": round(base_ms, 4),
+                     "ratio": round(ms / base_ms, 3), "needs_entropy": objective.needs_entropy}
+  baseline_ms = min(baselines)
   print(json.dumps({
       "shape": [args.batch, args.length], "group": args.group, "repeats": args.repeats,
       "device": str(jax.devices()[0]), "platform": platform.machine(),
