@@ -493,12 +493,9 @@ def expr_equal(a: sympy.Expr, b: sympy.Expr, tol: float, opts: Options) -> bool:
         _close(va, vb, tol)
   # Free symbols: compare at random points (polynomial identity testing; a false "equal" needs a
   # root hit at every point). Real points, so sqrt(x^2) != x.
-  rng = random.Random(opts.seed)
   symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
   valid = 0
-  for _ in range(opts.num_points):
-    point = {s: sympy.Rational(rng.randint(-2900, 3100), 1000) or sympy.Rational(7, 10)
-             for s in symbols}
+  for point in _random_points(symbols, opts):
     va, vb = sympy.N(a.subs(point), 30), sympy.N(b.subs(point), 30)
     if not (va.is_number and vb.is_number) or _has_nonfinite(va) or _has_nonfinite(vb):
       continue
@@ -508,6 +505,32 @@ def expr_equal(a: sympy.Expr, b: sympy.Expr, tol: float, opts: Options) -> bool:
   if valid >= 3:
     return True
   return bool(sympy.simplify(a - b) == 0)
+
+
+def _random_points(symbols, opts: Options):
+  """``opts.num_points`` reproducible random real points (rationals in [-2.9, 3.1], never 0)."""
+  rng = random.Random(opts.seed)
+  for _ in range(opts.num_points):
+    yield {s: sympy.Rational(rng.randint(-2900, 3100), 1000) or sympy.Rational(7, 10)
+           for s in symbols}
+
+
+def _constant_ratio(a: sympy.Expr, b: sympy.Expr, opts: Options) -> bool:
+  """Whether ``a = k * b`` for a constant ``k != 0`` (the same equation ``a = 0``, ``b = 0``).
+
+  Numeric, like :func:`expr_equal`: the ratio must be the same non-zero number at every random
+  point where both sides evaluate (at least three).
+  """
+  symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
+  ratios = []
+  for point in _random_points(symbols, opts):
+    va, vb = sympy.N(a.subs(point), 30), sympy.N(b.subs(point), 30)
+    if not (va.is_number and vb.is_number) or _has_nonfinite(va) or _has_nonfinite(vb) or vb == 0:
+      continue
+    ratios.append(complex(va) / complex(vb))
+  if len(ratios) < 3 or ratios[0] == 0:
+    return False
+  return all(_close(r, ratios[0], opts.exact_tol * 1e8) for r in ratios)
 
 
 def _scalar_candidates(x: Scalar) -> List[sympy.Expr]:
@@ -627,8 +650,7 @@ def equal(p: Optional[Answer], g: Optional[Answer], opts: Options) -> bool:
         gd = g.sides[0].expr - g.sides[1].expr
         if gd == 0 or pd == 0:
           return False
-        ratio = sympy.simplify(pd / gd)
-        return bool(ratio.is_number and ratio != 0 and not _has_nonfinite(ratio))
+        return _constant_ratio(pd, gd, opts)
       return _ordered_equal(p.sides, g.sides, opts)
     if len(g.sides) == 2 and _is_symbol(g.sides[0]):
       return equal(p, g.sides[1], opts)

@@ -19,7 +19,7 @@ Policy (``docs/rewards.md`` explains the reasons):
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 _MACRO_RE = re.compile(
     r"\\(?:g?def|edef|xdef|let|newcommand|renewcommand|providecommand|DeclareMathOperator"
@@ -82,26 +82,27 @@ def _box_content(text: str, start: int) -> Tuple[Optional[str], int]:
 
 
 def _boxed_answer(text: str) -> Tuple[bool, Optional[str]]:
-  """(found_a_box, answer) for the box rule."""
-  starts = list(_BOX_RE.finditer(text))
+  """(found_a_box, answer) for the box rule.
+
+  Only the last box and the boxes directly before it are brace-matched, so a completion with
+  thousands of (unbalanced) boxes costs one linear scan, not one per box.
+  """
+  starts = [m for m in _BOX_RE.finditer(text)]
   if not starts:
     return False, None
-  boxes: List[Tuple[int, int, Optional[str]]] = []
-  for m in starts:
-    content, end = _box_content(text, m.end())
-    boxes.append((m.start(), end, content))
-  start, end, content = boxes[-1]
+  content, end = _box_content(text, starts[-1].end())
   if content is None or not content.strip():
     return True, None
   parts = [content]
-  # Walk back over boxes that directly precede the last one.
-  for prev_start, prev_end, prev_content in reversed(boxes[:-1]):
+  start = starts[-1].start()
+  for m in reversed(starts[:-1]):
+    prev_content, prev_end = _box_content(text, m.end())
     if prev_content is None or not prev_content.strip() or prev_end > start:
       break
     if not _BOX_JOINER_RE.match(text[prev_end:start]):
       break
     parts.insert(0, prev_content)
-    start = prev_start
+    start = m.start()
   return True, ", ".join(p.strip() for p in parts)
 
 
@@ -137,15 +138,19 @@ def extract(completion: str, max_answer_chars: int) -> Optional[str]:
     completion = completion[think_end + len("</think>"):]
   found, answer = _boxed_answer(completion)
   if not found:
-    candidates = []  # (position, text)
-    for m in _ANSWER_IS_RE.finditer(completion):
-      candidates.append((m.start(), _until_sentence_end(completion[m.end():])))
-    for m in _GSM8K_RE.finditer(completion):
-      candidates.append((m.start(), _line(completion[m.end():])))
-    for m in _ANSWER_LINE_RE.finditer(completion):
-      candidates.append((m.start(), _line(completion[m.end():])))
+    # The last marker of each kind, then the last of those; only the winner's text is cut out
+    # (cutting every candidate would be quadratic on a completion full of markers).
+    candidates = []  # (position, end of marker, cut function)
+    for regex, cut in ((_ANSWER_IS_RE, _until_sentence_end), (_GSM8K_RE, _line),
+                       (_ANSWER_LINE_RE, _line)):
+      last = None
+      for last in regex.finditer(completion):
+        pass
+      if last is not None:
+        candidates.append((last.start(), last.end(), cut))
     if candidates:
-      answer = max(candidates, key=lambda c: c[0])[1]
+      _, marker_end, cut = max(candidates, key=lambda c: c[0])
+      answer = cut(completion[marker_end:])
   if answer is None:
     return None
   answer = answer.strip()
