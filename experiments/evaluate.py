@@ -133,6 +133,7 @@ def run(config, *, hf_dir: Optional[str] = None, checkpoint: Optional[str] = Non
 
 
 def main(argv):
+  """Runs :func:`run` with the command-line flags and prints the metrics as JSON."""
   del argv
   f = flags.FLAGS
   summary = run(

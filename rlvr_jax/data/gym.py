@@ -97,6 +97,7 @@ class ReasoningGymSource:
     return rg.utils.SYSTEM_PROMPTS.get(self._system_prompt, self._system_prompt)
 
   def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
+    """``size`` examples generated with seed :func:`split_seed` ``(split, seed)``."""
     rg = _import_reasoning_gym()
     gen_seed = split_seed(split, seed)
     if isinstance(self._dataset, str):

@@ -176,6 +176,7 @@ class FileTaskSource:
 
   @property
   def splits(self) -> Sequence[str]:
+    """The split names this source has files for."""
     return tuple(self._files)
 
   def load(self, split: str) -> List[task_lib.Example]:
@@ -187,6 +188,7 @@ class FileTaskSource:
     return self._cache[split]
 
   def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
+    """The split's examples in the ``seed`` permutation (file order without shuffling)."""
     data = self.load(split)
     order = (np.random.default_rng(seed).permutation(len(data)) if self._shuffle
              else np.arange(len(data)))

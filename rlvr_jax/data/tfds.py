@@ -166,6 +166,7 @@ class TfdsSource:
     return self._cache[split]
 
   def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
+    """The split's examples in the ``seed`` permutation (stored order without shuffling)."""
     data = self.load(split)
     order = (np.random.default_rng(seed).permutation(len(data)) if self._shuffle
              else np.arange(len(data)))

@@ -83,6 +83,7 @@ class DynamicSamplingState:
   num_generated: int = 0
 
   def full(self, target_groups: int) -> bool:
+    """At least ``target_groups`` groups were kept."""
     return self.num_kept >= target_groups
 
   def done(self, target_groups: int, max_rounds: int) -> bool:

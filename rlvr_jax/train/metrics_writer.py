@@ -127,9 +127,11 @@ class TensorBoardWriter:
     self._file.write(_record(event))
 
   def flush(self) -> None:
+    """Pushes buffered events to the file."""
     self._file.flush()
 
   def close(self) -> None:
+    """Closes the event file."""
     self._file.close()
 
 
@@ -290,6 +292,7 @@ class MetricsWriter:
     self._jsonl = open(path, "a", encoding="utf-8")
 
   def close(self) -> None:
+    """Closes the JSONL and event files (idempotent)."""
     if self._jsonl is not None:
       self._jsonl.close()
       self._jsonl = None

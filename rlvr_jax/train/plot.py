@@ -122,6 +122,7 @@ def plot_run(run_dir: str, out: Optional[str] = None, *, smooth: float = 0.0) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+  """Command-line entry: parses ``argv`` and prints the written PNG's path."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("run_dir", help="directory holding metrics.jsonl")
   parser.add_argument("--out", default=None, help="PNG path (default <run_dir>/curves.png)")
