@@ -95,6 +95,9 @@ def filter_and_accumulate(state: DynamicSamplingState, batch: GroupBatch, reward
                           atol: float = 0.0) -> DynamicSamplingState:
   """One round of DAPO dynamic sampling: keep the groups with reward variance, append them.
 
+  As verl's ``filter_groups`` (``std > 0 or len == 1``), single-sample groups (``G == 1``) are
+  always kept: they have no variance to test.
+
   Args:
     state: the accumulation so far (start from ``DynamicSamplingState()``).
     batch: this round's groups, arrays with leading axis ``P`` (trailing shapes must match
@@ -108,7 +111,7 @@ def filter_and_accumulate(state: DynamicSamplingState, batch: GroupBatch, reward
   """
   rewards = _check_rewards(rewards)
   _check_group_batch(batch, rewards.shape[0])
-  keep = ~zero_variance_groups(rewards, atol=atol)
+  keep = ~zero_variance_groups(rewards, atol=atol) | (rewards.shape[1] == 1)
   kept = {k: np.asarray(v)[keep] for k, v in batch.items()}
   if state.batch is None:
     merged = kept

@@ -54,6 +54,12 @@ def test_dynamic_sampling_round_cap():
   np.testing.assert_array_equal(ds.take_batch(state, 4, allow_partial=True)["prompt_id"], [0, 2])
 
 
+def test_dynamic_sampling_keeps_single_sample_groups():
+  state = ds.filter_and_accumulate(ds.DynamicSamplingState(), {"id": np.arange(3)},
+                                   np.array([[1.0], [0.0], [1.0]]))
+  assert state.num_kept == 3
+
+
 def test_dynamic_sampling_shape_checks():
   with pytest.raises(ValueError, match="leading"):
     ds.filter_and_accumulate(ds.DynamicSamplingState(), {"x": np.zeros(3)}, np.zeros((2, 2)))
