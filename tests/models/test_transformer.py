@@ -24,6 +24,7 @@ def _perturb(params, seed):
       lambda a: jnp.asarray(a + 0.1 * rng.standard_normal(a.shape).astype(np.float32)), params)
 
 
+# Most tests use batch shape [2, 7] with this one jitted function, to compile few shapes.
 @functools.partial(jax.jit, static_argnames=("cfg", "return_hidden"))
 def _apply(params, cfg, tokens, positions, mask, return_hidden=False):
   return Transformer(cfg).apply({"params": params}, tokens, positions, mask,
@@ -43,11 +44,6 @@ def _left_padded_batch(rng, batch, length, vocab, pad_counts):
 @pytest.fixture(scope="module")
 def tiny_params():
   return init_params(TINY, jax.random.PRNGKey(0))
-
-
-@pytest.fixture(scope="module")
-def forward():
-  return jax.jit(lambda p, t, pos, m: Transformer(TINY).apply({"params": p}, t, pos, m)[0])
 
 
 def _np_rmsnorm(x, w, eps):
@@ -117,11 +113,11 @@ def test_param_tree_shapes(tiny_params):
   assert "bias" not in tiny_params["layers"]["attn"]["q_proj"]
 
 
-def test_forward_matches_numpy_reference_with_left_padding(tiny_params, forward):
+def test_forward_matches_numpy_reference_with_left_padding(tiny_params):
   rng = np.random.default_rng(0)
-  tokens, positions, mask = _left_padded_batch(rng, 3, 7, TINY.vocab_size, [0, 3, 6])
-  logits = forward(tiny_params, tokens, positions, mask)
-  assert logits.shape == (3, 7, TINY.vocab_size) and logits.dtype == jnp.float32
+  tokens, positions, mask = _left_padded_batch(rng, 2, 7, TINY.vocab_size, [0, 6])
+  logits, _ = _apply(tiny_params, TINY, tokens, positions, mask)
+  assert logits.shape == (2, 7, TINY.vocab_size) and logits.dtype == jnp.float32
   assert np.isfinite(np.asarray(logits)).all()  # padding queries too
   ref = _np_forward(tiny_params, TINY, np.asarray(tokens), np.asarray(mask))
   m = np.asarray(mask)
@@ -156,7 +152,7 @@ def test_family_variants_match_numpy_reference(tiny_params, variant):
     return jax.tree_util.tree_map(lambda a: a.shape, tree)
 
   assert shapes(params) == shapes(expected)
-  tokens, positions, mask = _left_padded_batch(np.random.default_rng(1), 2, 5, cfg.vocab_size,
+  tokens, positions, mask = _left_padded_batch(np.random.default_rng(1), 2, 7, cfg.vocab_size,
                                                [0, 2])
   logits, _ = _apply(params, cfg, tokens, positions, mask)
   ref = _np_forward(params, cfg, np.asarray(tokens), np.asarray(mask))
@@ -164,20 +160,20 @@ def test_family_variants_match_numpy_reference(tiny_params, variant):
   np.testing.assert_allclose(np.asarray(logits)[m], ref[m], atol=1e-4, rtol=1e-4)
 
 
-def test_left_padding_does_not_change_real_logits(tiny_params, forward):
+def test_left_padding_does_not_change_real_logits(tiny_params):
   rng = np.random.default_rng(2)
   seq = rng.integers(1, TINY.vocab_size, size=5).astype(np.int32)
   tokens = jnp.asarray(np.stack([np.concatenate([[0, 0], seq]), np.concatenate([seq, [7, 7]])]))
   mask = jnp.asarray([[False, False] + [True] * 5, [True] * 7])
   positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
-  logits = forward(tiny_params, tokens, positions, mask)
+  logits, _ = _apply(tiny_params, TINY, tokens, positions, mask)
   np.testing.assert_allclose(logits[0, 2:], logits[1, :5], atol=1e-5)
 
 
-def test_cached_decoding_equals_uncached_forward(tiny_params, forward):
+def test_cached_decoding_equals_uncached_forward(tiny_params):
   rng = np.random.default_rng(3)
   tokens, positions, mask = _left_padded_batch(rng, 2, 7, TINY.vocab_size, [0, 2])
-  full = forward(tiny_params, tokens, positions, mask)
+  full, _ = _apply(tiny_params, TINY, tokens, positions, mask)
   model = Transformer(TINY)
   step = jax.jit(lambda p, t, pos, m, c, i: model.apply({"params": p}, t, pos, m, cache=c,
                                                         cache_index=i))
@@ -201,10 +197,10 @@ def test_cached_decoding_equals_uncached_forward(tiny_params, forward):
 
 
 def test_return_hidden_and_unembed(tiny_params):
-  tokens, positions, mask = _left_padded_batch(np.random.default_rng(4), 2, 3, 256, [0, 1])
+  tokens, positions, mask = _left_padded_batch(np.random.default_rng(4), 2, 7, 256, [0, 1])
   logits, _ = _apply(tiny_params, TINY, tokens, positions, mask)
   hidden, cache = _apply(tiny_params, TINY, tokens, positions, mask, return_hidden=True)
-  assert cache is None and hidden.shape == (2, 3, TINY.hidden_size)
+  assert cache is None and hidden.shape == (2, 7, TINY.hidden_size)
   np.testing.assert_allclose(unembed(tiny_params, TINY, hidden), logits, atol=1e-6)
   np.testing.assert_allclose(unembed(tiny_params, TINY, hidden),
                              np.asarray(hidden) @ np.asarray(tiny_params["lm_head"]["kernel"]),
@@ -240,7 +236,7 @@ def test_bf16_compute_and_params(tiny_params):
   shapes = jax.eval_shape(functools.partial(init_params, cfg), jax.random.PRNGKey(0))
   assert all(a.dtype == jnp.bfloat16 for a in jax.tree_util.tree_leaves(shapes))
   params = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), tiny_params)
-  tokens, positions, mask = _left_padded_batch(np.random.default_rng(5), 2, 4, 256, [0, 3])
+  tokens, positions, mask = _left_padded_batch(np.random.default_rng(5), 2, 7, 256, [0, 3])
   hidden, _ = _apply(params, cfg, tokens, positions, mask, return_hidden=True)
   assert hidden.dtype == jnp.bfloat16
   logits = unembed(params, cfg, hidden)
