@@ -1,5 +1,6 @@
 """The combinator: binding by name, flags, metric reduction, custom objectives, import isolation."""
 
+import dataclasses
 import functools
 import subprocess
 import sys
@@ -141,3 +142,16 @@ def test_import_pulls_no_heavy_dependencies():
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
   assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_after_warmup_switches_on_step():
+  inputs = AdvantageInputs(
+      rewards=jnp.array([[1.0, 0.0, 0.0, 0.0]]), mask=jnp.ones((1, 4, 2)),
+      tokens=jnp.zeros((1, 4, 2), jnp.int32), lengths=jnp.full((1, 4), 2),
+      truncated=jnp.zeros((1, 4)), token_rewards=jnp.zeros((1, 4, 2)),
+      extras={"step": jnp.asarray(5)})
+  stage = compose.after_warmup(compose.advantage(advantages.group_center),
+                               compose.advantage(advantages.group_zscore), warmup_steps=10)
+  np.testing.assert_allclose(stage(inputs), [[1.5, -0.5, -0.5, -0.5]], rtol=1e-5)
+  late = dataclasses.replace(inputs, extras={"step": jnp.asarray(10)})
+  np.testing.assert_allclose(stage(late), [[0.75, -0.25, -0.25, -0.25]], rtol=1e-6)
