@@ -113,6 +113,9 @@ def config_from_hf(hf: Mapping[str, Any], *, dtype: str = "float32",
     raise ValueError("mlp_bias=True is not supported")
   if hf.get("use_sliding_window", False):
     raise ValueError("use_sliding_window=True is not supported (full attention only)")
+  other_layers = set(hf.get("layer_types") or ()) - {"full_attention"}
+  if other_layers:
+    raise ValueError(f"layer_types {sorted(other_layers)} are not supported (full attention only)")
   defaults = _FAMILY_DEFAULTS[family]
   heads = hf["num_attention_heads"]
   theta, scaling = _rope(hf)
@@ -180,7 +183,9 @@ def config_to_hf(config: ModelConfig, *, torch_dtype: str = "float32") -> Dict[s
       "rope_scaling": scaling,
       "rope_parameters": rope_parameters,
       "tie_word_embeddings": config.tie_word_embeddings,
+      # transformers 4.x reads torch_dtype, 5.x reads dtype.
       "torch_dtype": torch_dtype,
+      "dtype": torch_dtype,
       "use_cache": True,
   }
   if family == "qwen2":

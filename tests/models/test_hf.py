@@ -197,6 +197,8 @@ def test_unsupported_configs():
                                                    "factor": 4.0}})
   with pytest.raises(ValueError, match="sliding"):
     hf.config_from_hf({**base, "use_sliding_window": True})
+  with pytest.raises(ValueError, match="sliding_attention"):
+    hf.config_from_hf({**base, "layer_types": ["full_attention", "sliding_attention"]})
   with pytest.raises(ValueError, match="hidden_act"):
     hf.config_from_hf({**base, "hidden_act": "gelu"})
   with pytest.raises(ValueError, match="qk_norm"):
