@@ -282,6 +282,16 @@ def _is_words(s: str) -> bool:
   return bool(words) and not re.search(r"\d", s) and any(len(w) >= 3 for w in words)
 
 
+def _is_unit(text: str) -> bool:
+  """``cm``, ``km/h``, ``square meters``: known unit words or abbreviations of at most 3 letters.
+
+  Anything else (``maybe five``) is not dropped, so words cannot hide behind a "unit".
+  """
+  words = [w for w in re.split(r"[\s./]+", text.lower()) if w]
+  return bool(words) and all(
+      w in _UNIT_WORDS or (len(w) <= 3 and w not in ("or", "and", "not", "no")) for w in words)
+
+
 def _strip_scalar_marks(s: str) -> tuple:
   """Removes currency, units, percent and degree marks; returns (text, percent, degree)."""
   percent = degree = False
@@ -295,8 +305,8 @@ def _strip_scalar_marks(s: str) -> tuple:
                   r"(?:\s*\\?(?:text|mathrm)\{\s*[CF]\s*\})?$", s)
     if m and s[:m.start()].strip():
       degree, s = True, s[:m.start()].strip()
-    m = re.search(_TEXT_CMDS + r"\s*\{\s*[A-Za-z][A-Za-z ./]*\}(?:\s*\^\s*\{?\d\}?)?$", s)
-    if m and re.search(r"[\d}\)]", s[:m.start()]):
+    m = re.search(_TEXT_CMDS + r"\s*\{\s*([A-Za-z][A-Za-z ./]*)\}(?:\s*\^\s*\{?\d\}?)?$", s)
+    if m and re.search(r"[\d}\)]", s[:m.start()]) and _is_unit(m.group(1)):
       s = s[:m.start()].strip()
     m = re.search(r"(?<=[\d}\)\s])\s*([A-Za-z]+)(?:\s*\^\s*\{?\d\}?)?$", s)
     if m and m.group(1).lower() in _UNIT_WORDS and re.search(r"\d", s[:m.start()]):
