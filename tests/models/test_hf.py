@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from rlvr_jax.models import Transformer, init_params, preset
+from rlvr_jax.models import Transformer, init_cache, init_params, preset
 from rlvr_jax.models import hf
 
 torch = pytest.importorskip("torch")
@@ -118,6 +118,31 @@ def test_parity_and_export_round_trip(family, tmp_path):
   np.testing.assert_allclose(_hf_logits(reloaded, tokens, positions, mask)[mask],
                              expected[mask], atol=1e-6, rtol=0)
   assert hf.load_hf(out)[0] == cfg
+
+
+def test_cached_decoding_matches_transformers(tmp_path):
+  # Qwen3: q/k norm and head_dim != D/H both touch what the cache stores.
+  model = _hf_model("qwen3", seed=1)
+  model.save_pretrained(str(tmp_path))
+  cfg, params = hf.load_hf(str(tmp_path))
+  tokens, positions, mask = _batch(seed=1, batch=2, length=8, pads=(0, 3))
+  expected = _hf_logits(model, tokens, positions, mask)
+  prefill, slots = 5, 8
+  step = jax.jit(lambda p, t, pos, m, c, i: Transformer(cfg).apply(
+      {"params": p}, t, pos, m, cache=c, cache_index=i))
+  cache = init_cache(cfg, 2, slots)
+  cache_mask = np.zeros((2, slots), bool)
+  cache_mask[:, :prefill] = mask[:, :prefill]
+  out, cache = step(params, tokens[:, :prefill], positions[:, :prefill], cache_mask, cache,
+                    jnp.int32(0))
+  outs = [np.asarray(out)]
+  for i in range(prefill, 8):
+    cache_mask[:, i] = True
+    out, cache = step(params, tokens[:, i:i + 1], positions[:, i:i + 1], cache_mask, cache,
+                      jnp.int32(i))
+    outs.append(np.asarray(out))
+  got = np.concatenate(outs, axis=1)
+  np.testing.assert_allclose(got[mask], expected[mask], atol=1e-4, rtol=0)
 
 
 def test_bfloat16_load_and_export(tmp_path):
