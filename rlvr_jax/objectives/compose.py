@@ -11,7 +11,8 @@ named after the batch fields plugs in without an adapter:
 * loss stages (weighting, surrogate, regularizers) read ``rlvr_jax.types.LossBatch`` fields,
   ``extras`` keys, ``logprobs`` and ``entropy``.
 
-A missing name raises a ``KeyError`` that lists what is available. Which arrays a stage reads
+A missing name raises a ``KeyError`` that lists what is available. Stages compare and hash by
+identity (``eq=False``), so they can be passed to ``jax.jit`` directly. Which arrays a stage reads
 also decides the ``Objective`` flags: reading ``ref_logprobs`` sets ``needs_reference``, reading
 ``entropy`` sets ``needs_entropy``, a surrogate reading ``group_ids`` sets ``whole_groups``.
 
@@ -125,7 +126,7 @@ def _advantage_namespace(inputs: AdvantageInputs) -> dict:
   return namespace
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class _Bound:
   """A function with its hyperparameters bound and its array arguments read by name."""
 
@@ -141,7 +142,7 @@ class _Bound:
 # Reward and advantage stages (once per rollout batch).
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class RewardStage:
   """``(rewards [P,G], AdvantageInputs) -> rewards``; see ``reward_transform``."""
 
@@ -169,7 +170,7 @@ def reward_transform(fn: Callable, *, combine: str = "replace", **hparams) -> Re
   return RewardStage(_Bound(fn, dict(hparams), _required(fn, hparams)), combine)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class RewardChain:
   """Applies reward stages in order."""
 
@@ -190,7 +191,7 @@ def chain_rewards(*stages: RewardStage) -> RewardChain:
   return RewardChain(tuple(stages))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class AdvantageStage:
   """``AdvantageInputs -> advantages``; see ``advantage``."""
 
@@ -213,7 +214,7 @@ def advantage(fn: Callable, *, read: Sequence[str] = (), **hparams) -> Advantage
   return AdvantageStage(_Bound(fn, dict(hparams), _required(fn, hparams) + tuple(read)))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class TokenRewardAdvantage:
   """A token-reward estimator fed the outcome reward plus ``token_rewards``; see
   ``token_reward_advantage``."""
@@ -241,7 +242,7 @@ def token_reward_advantage(fn: Callable, **hparams) -> TokenRewardAdvantage:
   return TokenRewardAdvantage(_Bound(fn, dict(hparams), _required(fn, hparams)))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class WarmupAdvantage:
   """Switches between two advantage stages at a step; see ``after_warmup``."""
 
@@ -269,7 +270,7 @@ def after_warmup(stage: Callable[[AdvantageInputs], Array],
   return WarmupAdvantage(stage, before, warmup_steps)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class KLInRewardAdvantage:
   """An advantage stage run on rewards with an in-reward KL penalty; see ``with_kl_in_reward``."""
 
@@ -313,7 +314,7 @@ def with_kl_in_reward(stage: AdvantageStage, *, beta: float, estimator: str = "k
 # Loss stages (per micro-batch, differentiated).
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class WeightingStage:
   """Token weights ``[B,T]`` multiplying the loss or the advantages; see ``token_weighting``."""
 
@@ -337,7 +338,7 @@ def token_weighting(fn: Callable, *, apply_to: str = "loss", **hparams) -> Weigh
   return WeightingStage(_Bound(fn, dict(hparams), _required(fn, hparams)), apply_to)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class SurrogateStage:
   """A surrogate with its hyperparameters bound; see ``surrogate``."""
 
@@ -359,7 +360,7 @@ def surrogate(fn: Callable, **hparams) -> SurrogateStage:
 Aggregation = Callable[[Array, Array, GlobalCounts], Array]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Regularizer:
   """An additive loss term; ``fn(namespace, counts, aggregation) -> (value, metrics)``."""
 

@@ -75,8 +75,9 @@ def run(name):
   """Full-batch and accumulated micro-batch loss/grad/metrics, plus extreme log-ratios."""
   objective = presets.get(name, **OVERRIDES.get(name, {}))
   inputs = advantage_inputs(CORRECT)
-  rewards = objective.reward_transform(inputs.rewards, inputs)
-  advantages = objective.advantage(dataclasses.replace(inputs, rewards=rewards))
+  # The trainer runs these once per rollout batch under jit; so does the test.
+  rewards = jax.jit(objective.reward_transform)(inputs.rewards, inputs)
+  advantages = jax.jit(objective.advantage)(dataclasses.replace(inputs, rewards=rewards))
   adv_tokens = adv_lib.broadcast_to_tokens(advantages, inputs.mask).reshape(B, T)
   batch = loss_batch(rewards, adv_tokens)
   counts = global_counts(batch.mask, batch.group_ids)

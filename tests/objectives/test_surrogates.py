@@ -298,3 +298,14 @@ def test_shape_checks():
     surrogates.real(LP, OLD, MASK, CORRECT[:3], GROUPS)
   with pytest.raises(ValueError):
     surrogates.ppo_clip(LP, OLD, ADV, dual_clip=0.5)
+
+
+def test_single_sample_groups():
+  """G = 1: PACS has no leave-one-out baseline (ψ = r̂) and weight 1; REAL has no pair: loss 0."""
+  groups = np.arange(B, dtype=np.int32)
+  loss, diag = jax.jit(surrogates.pacs)(LP, OLD, MASK, CORRECT, groups)
+  psi = ((LP - OLD) * MASK).sum(-1)
+  bce = np.log1p(np.exp(psi)) - CORRECT * psi
+  np.testing.assert_allclose(loss, bce, rtol=1e-5, atol=1e-6)
+  loss, _ = jax.jit(surrogates.real)(LP, OLD, MASK, CORRECT, groups)
+  np.testing.assert_array_equal(loss, 0.0)
