@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlvr_jax.models import partition
 from rlvr_jax.models.config import ModelConfig
 
 Array = jax.Array
@@ -342,13 +343,24 @@ def unembed(params: Params, config: ModelConfig, hidden: Array) -> Array:
   return _project_logits(hidden, weight, config.tie_word_embeddings, config.compute_dtype)
 
 
-def init_params(config: ModelConfig, rng: Array) -> Params:
+def init_params(config: ModelConfig, rng: Array,
+                mesh: Optional[jax.sharding.Mesh] = None) -> Params:
   """Random parameters (normal(0.02) matrices, unit norm scales, zero biases), ``param_dtype``.
 
-  Compiled once per config (the config is a static argument), so repeated calls are cheap; wrap
-  it in ``jax.jit(..., out_shardings=...)`` to initialise a large model directly sharded.
+  Args:
+    config: the model config.
+    rng: a PRNG key.
+    mesh: if given, parameters are created directly in their shards (``partition`` rules), so
+      a model too large for one device never exists unsharded. The values do not depend on the
+      mesh.
+
+  Without a mesh it compiles once per config, so repeated calls are cheap (the tests rely on it).
   """
-  return _init_params(config, rng)
+  if mesh is None:
+    return _init_params(config, rng)
+  shapes = jax.eval_shape(_init_params, config, rng)
+  shardings = partition.param_shardings(shapes, mesh)
+  return jax.jit(_init_params, static_argnums=0, out_shardings=shardings)(config, rng)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -91,6 +91,13 @@ def test_abstract_params_and_unknown_paths(params):
     param_partition_specs({**params, "adapter": {"kernel": jnp.zeros((2, 2))}})
 
 
+def test_init_params_directly_sharded(params):
+  mesh = _mesh((2, 2, 2))
+  sharded = init_params(CFG, jax.random.PRNGKey(0), mesh=mesh)
+  assert sharded["layers"]["mlp"]["down_proj"]["kernel"].sharding.spec == P(None, "tensor", "fsdp")
+  jax.tree_util.tree_map(np.testing.assert_array_equal, sharded, params)
+
+
 def test_load_hf_onto_mesh(params, tmp_path):
   mesh = _mesh((2, 2, 2))
   hf.export_hf(params, CFG, str(tmp_path))
