@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as PS
 
+from rlvr_jax.models import partition
 from rlvr_jax.rollout import generate as gen
 from rlvr_jax.rollout import processors as pr
 
@@ -138,30 +139,16 @@ def test_truncated_sampling_logprobs_support_and_stops(tiny, prompts, full_logit
     assert np.all(np.asarray(r.entropy)[b, len(comp):] == 0.0)
 
 
-def _shard_params(params, mesh):
-  """Shards each matrix's last axis over "tensor" and the one before over "fsdp" when divisible."""
-
-  def spec(x):
-    axes = [None] * x.ndim
-    if x.ndim >= 2:
-      if x.shape[-1] % mesh.shape["tensor"] == 0:
-        axes[-1] = "tensor"
-      if x.shape[-2] % mesh.shape["fsdp"] == 0:
-        axes[-2] = "fsdp"
-    return jax.device_put(x, NamedSharding(mesh, PS(*axes)))
-
-  return jax.tree.map(spec, params)
-
-
 def test_sharded_equals_unsharded(tiny, prompts, sampled):
   if jax.device_count() < 8:
     pytest.skip("needs 8 (simulated) devices")
   config, params = tiny
   _, tokens, mask = prompts
   mesh = Mesh(np.asarray(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"))
-  sharded_params = _shard_params(params, mesh)
+  sharded_params = partition.shard_params(params, mesh)
   assert not sharded_params["lm_head"]["kernel"].sharding.is_fully_replicated
-  batch = NamedSharding(mesh, PS("data", None))
+  # The project's convention (rlvr_jax.models.partition): batches split over data and fsdp.
+  batch = NamedSharding(mesh, PS(("data", "fsdp"), None))
   plain, settings = sampled
   sharded = gen.generate(sharded_params, config, jax.device_put(tokens, batch),
                          jax.device_put(mask, batch), jax.random.PRNGKey(1), **settings)
