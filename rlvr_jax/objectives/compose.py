@@ -88,7 +88,7 @@ class Objective:
 # Binding arrays by name.
 
 
-def _required(fn: Callable, hparams: Mapping[str, Any], skip: Sequence[str] = ()) -> tuple:
+def _required(fn: Callable, hparams: Mapping[str, Any]) -> tuple:
   """Names of ``fn``'s parameters without a default that ``hparams`` does not bind."""
   params = inspect.signature(fn).parameters
   if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -97,7 +97,7 @@ def _required(fn: Callable, hparams: Mapping[str, Any], skip: Sequence[str] = ()
       raise TypeError(f"{getattr(fn, '__name__', fn)} has no parameter(s) {sorted(unknown)}; "
                       f"it takes {list(params)}")
   return tuple(name for name, p in params.items()
-               if p.default is p.empty and name not in hparams and name not in skip
+               if p.default is p.empty and name not in hparams
                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
