@@ -28,6 +28,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from rlvr_jax.models import partition
 from rlvr_jax.models.config import ModelConfig
 
 Params = Any
@@ -369,8 +370,7 @@ def load_hf(path: str, *, dtype: str = "float32", param_dtype: str = "float32",
                           f"{shown}")
 
   if mesh is not None:
-    from rlvr_jax.models.partition import shard_params  # pylint: disable=g-import-not-at-top
-    return config, shard_params(params, mesh)
+    return config, partition.shard_params(params, mesh)
   return config, jax.device_put(params)
 
 
