@@ -284,3 +284,57 @@ def test_zero_variance_group_gets_no_gradient_in_grpo_family():
     if name == "grpo":  # the KL term still acts on the zero-variance group
       continue
     np.testing.assert_array_equal(np.asarray(grad)[rows], 0.0)
+
+
+def test_binary_remap_presets_assign_the_paper_advantages():
+  expected = {"psr": np.where(CORRECT > 0, 1.0, 0.0), "nsr": np.where(CORRECT > 0, 0.0, -1.0),
+              "w_reinforce": np.where(CORRECT > 0, 0.1, -1.0)}
+  for name, adv in expected.items():
+    np.testing.assert_allclose(run(name)[2], adv, rtol=1e-6, err_msg=name)
+
+
+def test_remax_advantage_and_sequence_reinforce_loss():
+  _, _, adv, batch, (full, *_), _ = run("remax")
+  np.testing.assert_allclose(adv, CORRECT - np.array([1.0, 0.0, 0.0, 1.0])[:, None])
+  a = np.asarray(batch.advantages)
+  np.testing.assert_allclose(full, (-a * LOGPROBS * MASK).sum() / NONEMPTY.sum(), rtol=1e-5)
+
+
+def test_reinforce_pp_baseline_equals_verl_with_k2_kl_loss():
+  _, _, adv, batch, (full, *_), _ = run("reinforce_pp_baseline")
+  centred = np.repeat((CORRECT - CORRECT.mean(1, keepdims=True)).reshape(B, 1), T, 1) * MASK
+  valid = centred[MASK > 0]
+  whitened = (centred - valid.mean()) / np.sqrt(valid.var(ddof=1) + 1e-8) * MASK
+  np.testing.assert_allclose(np.asarray(adv).reshape(B, T), whitened, rtol=1e-4, atol=1e-5)
+  a = np.asarray(batch.advantages)
+  pg = np_token_mean(verl_vanilla(LOGPROBS, OLD, a, 0.2, 0.2, 1e9))  # no dual-clip
+  kl = np_token_mean(0.5 * (LOGPROBS - REF) ** 2)
+  np.testing.assert_allclose(full, pg + 0.001 * kl, rtol=1e-5)
+
+
+def test_real_and_pacs_presets_equal_their_official_formulas():
+  score = ((LOGPROBS - OLD) * MASK).sum(-1)
+  groups = np.repeat(np.arange(P), G)
+  correct = CORRECT.reshape(B)
+  # REAL (Red-RL/REAL compute_policy_loss_real): Σ over two-class groups / number of groups.
+  mean_score = score / np.maximum(MASK.sum(-1), 1)
+  total = 0.0
+  for g in range(P):
+    pos = (groups == g) & NONEMPTY & (correct == 1)
+    neg = (groups == g) & NONEMPTY & (correct == 0)
+    if pos.any() and neg.any():
+      total += (np.log1p(np.exp(-mean_score[pos] / 0.5).sum())
+                + np.log1p(np.exp(mean_score[neg] / 0.5).sum()))
+  np.testing.assert_allclose(run("real")[4][0], total / P, rtol=1e-5)
+  # PACS (ritzz-ai/PACS): β=1 sum score, RLOO, class-balanced BCE, mean over sequences.
+  losses = []
+  for i in range(B):
+    idx = np.where(groups == groups[i])[0]
+    psi = score[i] - (score[idx].sum() - score[i]) / (G - 1)
+    y = correct[i]
+    bce = np.log1p(np.exp(psi)) - y * psi
+    n_pos = correct[idx].sum()
+    w = G / (2 * (n_pos if y else G - n_pos)) if 0 < n_pos < G else 1.0
+    losses.append(w * bce)
+  np.testing.assert_allclose(run("pacs")[4][0], np.array(losses)[NONEMPTY].sum() / NONEMPTY.sum(),
+                             rtol=1e-5)
