@@ -111,8 +111,10 @@ def _validate(config, prompt_tokens, prompt_mask, num_samples, max_new_tokens) -
     raise ValueError(
         f"prompt bucket ({s}) + max_new_tokens ({max_new_tokens}) = {s + max_new_tokens} exceeds "
         f"the model's max_position_embeddings ({limit})")
-  if isinstance(prompt_mask, jax.core.Tracer):
-    return  # Values unknown under an outer trace; the shape checks above still ran.
+  if isinstance(prompt_mask, jax.core.Tracer) or (
+      isinstance(prompt_mask, jax.Array) and not prompt_mask.is_fully_addressable):
+    # Values unknown under an outer trace, or spread over other hosts; shapes were checked above.
+    return
   mask = np.asarray(prompt_mask).astype(bool)
   empty = np.flatnonzero(~mask.any(axis=1))
   if empty.size:
