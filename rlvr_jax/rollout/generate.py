@@ -24,7 +24,8 @@ Semantics of the returned `rlvr_jax.types.Rollout`:
   recomputes teacher-forced at the same temperature.
 * ``lengths[b]``: completion tokens including the stop token; ``truncated[b]``: no stop token in
   ``N`` tokens.
-* ``entropy[b, t]`` (optional): ``-sum_v q log q`` of that same processed distribution, 0 on padding.
+* ``entropy[b, t]`` (optional): ``-sum_v q log q`` of that same processed distribution, 0 on
+  padding.
 """
 
 from __future__ import annotations
