@@ -44,6 +44,9 @@ class Text:
 @dataclasses.dataclass(frozen=True)
 class Equation:
   sides: tuple  # of Answer
+  # The left side's text (spaces removed) when it names the quantity asked for: a variable,
+  # ``a_1``, ``f(x)``, ``AB``, ``|AB|``, ``(x, y)``, a Greek letter; None otherwise.
+  label: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +144,7 @@ def normalize(text: str) -> str:
   s = re.sub(r"\\(?:displaystyle|textstyle|limits|nolimits)(?![a-zA-Z])", "", s)
   # Thin spaces between digit groups are thousands separators: 1\,000 -> 1000.
   s = re.sub(r"(?<=\d)(?:\\[,;:!]|\\ |~|\s)(?=\d{3}(?!\d))", "", s)
+  s = re.sub(r",\\!\s*(?=\d{3}(?!\d))", ",", s)  # 11,\!111 -> 11,111 (then a thousands group)
   s = re.sub(r"\\[,;:!>]|\\ |~|\\q?quad(?![a-zA-Z])", " ", s)
   s = s.replace("{,}", ",")
   s = re.sub(r"\\[()\[\]]|\$", " ", s)
@@ -266,6 +270,11 @@ def _interval_inner(s: str) -> Optional[tuple]:
 
 
 _WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_LABEL_RE = re.compile(
+    r"^(?:[A-Za-z](?:_\{?[\w,]+\}?)?(?:\s*\([^()]*\))?"   # x, a_1, x_{12}, f(x), P(A)
+    r"|[A-Z]{2,3}|\|[A-Z]{2,3}\|"                           # AB, ABC, |AB|
+    r"|\\(?:" + "|".join(sorted(_math_latex.GREEK)) + r")(?![a-zA-Z])"
+    r"|\([A-Za-z](?:\s*,\s*[A-Za-z])+\))$")                 # (x, y)
 _KNOWN_WORDS = frozenset(
     "frac dfrac tfrac sqrt pi infty sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh "
     "ln log exp binom cdot times div lfloor rfloor lceil rceil mathrm circ le leq ge geq ne neq "
@@ -298,7 +307,7 @@ def _strip_scalar_marks(s: str) -> tuple:
   s = re.sub(r"^(?:\\\$|\\?\$|USD|US\\\$)\s*", "", s).strip()
   for _ in range(3):
     before = s
-    m = re.search(r"\s*(?:\\%|%|\\text\{\s*%\s*\}|\s+percent|\s*\\text\{\s*percent\s*\})$", s)
+    m = re.search(r"\s*(?:\\%|%|\\text\{\s*%\s*\}|\s*(?:percent|percentage|pct|per\s*cent)|\s*\\text\{\s*(?:percent|percentage|pct)\s*\})$", s)
     if m:
       percent, s = True, s[:m.start()].strip()
     m = re.search(r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\s+degrees?|\s*\\text\{\s*degrees?\s*\})"
@@ -442,12 +451,18 @@ def parse(text: str) -> Optional[Answer]:
     if any(not x.strip() for x in sides):
       return Text(text_key(s))
     if all(op == "=" for op in ops):
-      return Equation(tuple(parse(x) for x in sides))
+      label = _LABEL_RE.match(sides[0].strip())
+      return Equation(tuple(parse(x) for x in sides),
+                      re.sub(r"\s+", "", sides[0]) if label else None)
     return _relation(sides, ops)
   inner = _outer_group(s, "\\{", "\\}")
   if inner is not None:
     items = tuple(parse(p) for p in _split_top(inner, (",", ";")) if p.strip())
     return Seq("set", items)
+  inner = _outer_group(s, "{", "}")
+  if inner is not None and len(_split_top(inner, (",",))) > 1:
+    # ``{1, 2, 3}``: a set written without the backslashes.
+    return Seq("set", tuple(parse(p) for p in _split_top(inner, (",",)) if p.strip()))
   inner = _outer_group(s, "\\langle", "\\rangle")
   if inner is not None:
     return Seq("tuple", tuple(parse(p) for p in _split_top(inner, (",",))))
@@ -582,12 +597,20 @@ def scalar_equal(p: Scalar, g: Scalar, opts: Options) -> bool:
   return False
 
 
-def _is_symbol(a: Answer) -> bool:
-  return isinstance(a, Scalar) and isinstance(a.expr, sympy.Symbol)
-
-
 def _is_constant(a: Answer) -> bool:
   return isinstance(a, Scalar) and not a.expr.free_symbols
+
+
+def _chain_equal(p: Equation, g: Answer, opts: Options) -> bool:
+  """``x = 5``, ``f(x) = x^2``, ``2+3 = 5``, ``x = 2+3 = 5`` against the gold value ``g``.
+
+  The last side is the answer; the first side must be a label (see ``Equation.label``) or a
+  constant, and every constant side must equal the gold too (so ``4 = 40`` matches neither).
+  """
+  first, last = p.sides[0], p.sides[-1]
+  if not (p.label is not None or _is_constant(first)) or not equal(last, g, opts):
+    return False
+  return all(equal(x, g, opts) for x in p.sides[:-1] if _is_constant(x))
 
 
 def _unordered_equal(ps: Sequence[Answer], gs: Sequence[Answer], opts: Options) -> bool:
@@ -635,26 +658,25 @@ def equal(p: Optional[Answer], g: Optional[Answer], opts: Options) -> bool:
     return False
   if isinstance(g, Text) or isinstance(p, Text):
     return isinstance(p, Text) and isinstance(g, Text) and p.key == g.key
+  if isinstance(p, Equation) and not isinstance(g, Equation):
+    # ``x = 5``, ``(x, y) = (1, 2)``, ``2+3 = 5`` for a gold value.
+    return _chain_equal(p, g, opts)
   if isinstance(g, Scalar):
     if isinstance(p, Scalar):
       return scalar_equal(p, g, opts)
-    if isinstance(p, Equation):
-      # ``x = 5`` or ``2+3 = 5`` for gold 5: the last side is the answer, the first side must be
-      # a lone variable or a constant, and every constant side must equal the gold.
-      first, last = p.sides[0], p.sides[-1]
-      if not (_is_symbol(first) or _is_constant(first)) or not equal(last, g, opts):
-        return False
-      return all(equal(x, g, opts) for x in p.sides[:-1] if _is_constant(x))
     if isinstance(p, Seq) and p.kind in ("set", "list") and len(p.items) == 1:
       return equal(p.items[0], g, opts)
     return False
   if isinstance(g, Equation):
+    if isinstance(p, Equation) and p.label is not None and p.label == g.label:
+      return _chain_equal(p, g.sides[-1], opts)
+    if isinstance(p, Equation) and g.label is not None and _is_constant(g.sides[-1]):
+      # A solved gold (``x = 3``) needs a solved answer: ``2x = 6`` is the same equation but
+      # leaves the work undone.
+      return False
     if isinstance(p, Equation):
       if len(p.sides) == 2 and len(g.sides) == 2 and all(
           isinstance(x, Scalar) for x in p.sides + g.sides):
-        if _is_symbol(p.sides[0]) and _is_symbol(g.sides[0]) and \
-            p.sides[0].expr == g.sides[0].expr:
-          return equal(p.sides[1], g.sides[1], opts)
         # Same equation up to a non-zero constant factor: (pl - pr) = k (gl - gr).
         pd = p.sides[0].expr - p.sides[1].expr
         gd = g.sides[0].expr - g.sides[1].expr
@@ -662,8 +684,8 @@ def equal(p: Optional[Answer], g: Optional[Answer], opts: Options) -> bool:
           return False
         return _constant_ratio(pd, gd, opts)
       return _ordered_equal(p.sides, g.sides, opts)
-    if len(g.sides) == 2 and _is_symbol(g.sides[0]):
-      return equal(p, g.sides[1], opts)
+    if g.label is not None:
+      return equal(p, g.sides[-1], opts)
     return False
   if isinstance(g, RealSet):
     ps = _to_real_set(p)

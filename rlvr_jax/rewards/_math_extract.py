@@ -32,7 +32,7 @@ _ANSWER_IS_RE = re.compile(
     r"(?:final answer|answer|option|choice)\s*(?:is|=)\s*:?\s*", re.IGNORECASE)
 _GSM8K_RE = re.compile(r"####\s*")
 _ANSWER_LINE_RE = re.compile(
-    r"(?:^|\n)[ \t>*#_-]*(?:\*\*|__)?(?:final\s+)?answer(?:\*\*|__)?\s*[:\uff1a]\s*(?:\*\*|__)?\s*",
+    r"(?:^|\n)[ \t>*#_-]*(?:\*\*|__)?(?:final\s+)?answer(?:\*\*|__)?\s*(?:[:\uff1a]|(?=\$|\\[(\[]))\s*(?:\*\*|__)?\s*",
     re.IGNORECASE)
 # The end of a sentence: a period/!/? followed by whitespace or the end, or a newline.
 _SENTENCE_END_RE = re.compile(r"(?:[.!?](?=\s|$)|\n)")

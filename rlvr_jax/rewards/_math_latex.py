@@ -54,7 +54,7 @@ _FUNCS = {
     "\\ln": sympy.log, "\\exp": sympy.exp, "\\log": None,
 }
 _INVERSE = {sympy.sin: sympy.asin, sympy.cos: sympy.acos, sympy.tan: sympy.atan}
-_GREEK = {
+GREEK = {
     "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
     "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon",
     "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma",
@@ -367,7 +367,7 @@ class _Parser:
       raise ParseError(f"unknown word {word!r}")
     if name in _FUNCS:
       return self.function(name)
-    if name[1:] in _GREEK:
+    if name[1:] in GREEK:
       return sympy.Symbol(name[1:])
     raise ParseError(f"unsupported command {name}")
 

@@ -54,6 +54,7 @@ def warm_shared_pool():
     ("blah\n#### 1,234\n", "1,234"),
     ("work\n**Final Answer:** 42", "42"),
     ("Answer: B", "B"),
+    ("done\nAnswer $\\frac{7}{2}$", "$\\frac{7}{2}$"),
     ("<think>\\boxed{1}</think> so the answer is 2.", "2"),
 ])
 def test_extract_answer(completion, expected):
@@ -96,6 +97,8 @@ def test_extract_answer_type_check():
     (r"3\times 10^{5}", "300000"), (r"\text{Monday}", "monday"), ("\u22125", "-5"),
     ("0.333333", r"\frac13"), ("B", r"\text{(B)}"), ("(B) 42", "B"), (r"0.\overline{3}", r"\frac13"),
     (r"\sin^2 x+\cos^2 x", "1"), (r"\pm 2", r"\{-2, 2\}"),
+    ("f(x) = x^2", "x^2"), ("(3, 2)", "(p, q) = (3, 2)"), ("|AB| = 5", "5"), (r"\theta = 2", "2"),
+    ("11,\\!111", "11111"), ("28 pct", r"28\%"), ("{1, 2, 3}", r"\{3, 2, 1\}"),
 ])
 def test_equivalent(pred, gold):
   assert rmath.is_equivalent(pred, gold)
@@ -107,7 +110,8 @@ def test_equivalent(pred, gold):
     ("(1, 2)", "(2, 1)"), ("(1, 2)", r"\{1, 2\}"), (r"(-\infty, 3)", r"(-\infty, 3]"),
     (r"-\infty", r"\infty"), ("45", r"\frac{\pi}{4}"), ("3-4i", "3+4i"), (r"\sqrt{x^2}", "x"),
     ("A or B", "B"), ("A, B", "B"), ("(B)(C)", "B"), ("a cat", "A"), (r"4\text{ maybe five}", "4"), ("Tuesday", "Monday"), (r"5\%", "0.5"),
-    (r"10^{10^{10}}", "10"), ("", "4"), ("4", ""),
+    (r"10^{10^{10}}", "10"), ("", "4"), ("4", ""), ("AB = 40", "4"), ("x = 2 = 3", "3"),
+    ("2x = 6", "x = 3"),
 ])
 def test_not_equivalent(pred, gold):
   assert not rmath.is_equivalent(pred, gold)
