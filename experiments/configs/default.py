@@ -27,9 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(dict(prompt_buckets=(8, 16), add_bos=True))
 
   config.sft = ml_collections.ConfigDict(dict(
-      num_steps=300, batch_size=64, seed=1, log_every=100,
-      optimizer=dict(name="adamw", learning_rate=3e-3, schedule="constant", warmup_steps=20,
-                     weight_decay=0.0, grad_clip=1.0)))
+      num_steps=600, batch_size=64, seed=1, log_every=100,
+      # decay_steps=0: cosine decay over all SFT steps after the warm-up.
+      optimizer=dict(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=50,
+                     decay_steps=0, weight_decay=0.0, grad_clip=1.0)))
 
   config.rl = ml_collections.ConfigDict(dict(
       objective="grpo", objective_overrides={},

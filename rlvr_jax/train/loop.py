@@ -40,6 +40,9 @@ import numpy as np
 
 from rlvr_jax import types
 from rlvr_jax.data import task as task_lib
+# The module path, not the package attribute: rlvr_jax.rollout exports a function named generate.
+from rlvr_jax.rollout.generate import generate as generate_fn
+from rlvr_jax.rollout.generate import pad_prompts
 from rlvr_jax.train import mesh as mesh_lib
 from rlvr_jax.train import rewards_host
 from rlvr_jax.train import state as state_lib
@@ -193,16 +196,14 @@ class Sampler:
       self.pad_id = self.tokenizer.eos_token_id
 
   def prompts(self, examples: Sequence[task_lib.Example]) -> Tuple[np.ndarray, np.ndarray]:
-    from rlvr_jax.rollout import generate  # pylint: disable=g-import-not-at-top
     ids = [prompt_token_ids(self.tokenizer, e, add_bos=self.add_bos) for e in examples]
-    return generate.pad_prompts(ids, self.prompt_buckets, self.pad_id)
+    return pad_prompts(ids, self.prompt_buckets, self.pad_id)
 
   def __call__(self, params, examples, rng, *, num_samples: int, temperature: float,
                top_p: Optional[float] = None, top_k: Optional[int] = None,
                return_entropy: bool = False) -> Tuple[types.Rollout, List[str]]:
-    from rlvr_jax.rollout import generate  # pylint: disable=g-import-not-at-top
     prompt_tokens, prompt_mask = self.prompts(examples)
-    rollout = generate.generate(
+    rollout = generate_fn(
         params, self.model_config, prompt_tokens, prompt_mask, rng,
         num_samples=num_samples, max_new_tokens=self.max_new_tokens, temperature=temperature,
         top_k=top_k, top_p=top_p, stop_token_ids=self.stop_ids, pad_token_id=self.pad_id,
@@ -355,8 +356,14 @@ def _mean_over_updates(per_update: Sequence[Dict[str, Any]]) -> Dict[str, float]
 
 
 def _stream(source, seed: int, position: int) -> Iterator[task_lib.Example]:
-  """The training stream, positioned after ``position`` consumed examples."""
-  return itertools.islice(source.examples("train", seed), position, None)
+  """The training stream, positioned after ``position`` consumed examples.
+
+  A finite source is repeated in epochs, epoch ``e`` drawn with seed ``seed + e`` (a fresh
+  shuffle), so the stream is infinite and a pure function of ``(seed, position)``.
+  """
+  epochs = (example for epoch in itertools.count()
+            for example in source.examples("train", seed + epoch))
+  return itertools.islice(epochs, position, None)
 
 
 def _sft_batches(sampler: Sampler, tokenizer, stream: Iterator[task_lib.Example],
@@ -430,7 +437,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   extras: Dict[str, Any] = {}
   if resume_step is None:
     if config.sft.num_steps > 0:
-      sft_tx, _ = state_lib.make_optimizer(config.sft.optimizer)
+      sft_optimizer = ml_collections.ConfigDict(config.sft.optimizer.to_dict())
+      if not sft_optimizer.get("decay_steps"):
+        # Decay over the whole warm-up by default (a cosine decay to 0 converges far better
+        # than a constant rate in few steps).
+        sft_optimizer.decay_steps = config.sft.num_steps - sft_optimizer.get("warmup_steps", 0)
+      sft_tx, _ = state_lib.make_optimizer(sft_optimizer)
       sft_stream = _stream(source, config.sft.seed, 0)
       params = sft.train(
           params, tx=sft_tx,

@@ -62,10 +62,10 @@ def model_logprob_fn(model_config: Any, *, temperature: float, chunk_size: int,
 
   ``temperature`` must be the sampling temperature so that log-probs match the rollout's.
   """
-  from rlvr_jax.rollout import scoring  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.rollout.scoring import token_logprobs  # pylint: disable=g-import-not-at-top
 
   def fn(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
-    return scoring.token_logprobs(
+    return token_logprobs(
         params, model_config, prompt_tokens, prompt_mask, completion_tokens, completion_mask,
         temperature=temperature, chunk_size=chunk_size, return_entropy=return_entropy)
 
