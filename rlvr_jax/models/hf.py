@@ -133,7 +133,7 @@ def config_from_hf(hf: Mapping[str, Any], *, dtype: str = "float32",
       rope_scaling=scaling,
       rms_norm_eps=hf.get("rms_norm_eps", defaults["rms_norm_eps"]),
       tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-      # Qwen2 always has q/k/v biases and no output bias; Llama/Qwen3 put attention_bias on all four.
+      # Qwen2 always has q/k/v biases and no o bias; Llama/Qwen3 put attention_bias on all four.
       attention_bias=True if family == "qwen2" else bias,
       attention_out_bias=False if family == "qwen2" else bias,
       qk_norm=family == "qwen3",

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlvr_jax.models import (KVCache, ModelConfig, Transformer, init_cache, init_params, preset,
+from rlvr_jax.models import (KVCache, Transformer, init_cache, init_params, preset,
                              rope_inv_freq, unembed)
 
 TINY = preset("tiny")
