@@ -36,6 +36,8 @@ from rlvr_jax.rewards import workers
 # parsing cost grows with length.
 DEFAULT_MAX_ANSWER_CHARS = 1_000
 DEFAULT_TIMEOUT_S = 5.0
+# Address-space cap of the shared verifier workers (a worker with sympy loaded uses ~60 MB).
+DEFAULT_WORKER_MEMORY_MB = 2048
 
 _MC_RE = re.compile(r"^\(?([A-J])\)?$")
 _MC_PRED_RE = re.compile(
@@ -182,7 +184,8 @@ def _shared_pool(num_workers: int, mp_context: str, timeout_s: float) -> workers
   with _POOLS_LOCK:
     pool = _POOLS.get(key)
     if pool is None:
-      pool = _POOLS[key] = workers.WorkerPool(num_workers, timeout_s, mp_context=mp_context)
+      pool = _POOLS[key] = workers.WorkerPool(num_workers, timeout_s, mp_context=mp_context,
+                                              max_memory_mb=DEFAULT_WORKER_MEMORY_MB)
     return pool
 
 

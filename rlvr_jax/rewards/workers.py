@@ -55,8 +55,14 @@ class Outcome:
   timed_out: bool
 
 
-def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+def _worker_main(conn: multiprocessing.connection.Connection,
+                 max_memory_bytes: Optional[int]) -> None:
   """Worker loop: receive a pickled ``(fn, args)``, acknowledge, run it, send the outcome."""
+  if max_memory_bytes:
+    # An address-space cap turns a runaway allocation into a MemoryError in this worker (an error
+    # outcome) instead of swapping or an OOM kill of the host.
+    import resource  # pylint: disable=import-outside-toplevel  (POSIX only)
+    resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
   while True:
     try:
       payload = conn.recv_bytes()
@@ -88,9 +94,10 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
 class _Worker:
   """One worker process and the parent's end of its pipe."""
 
-  def __init__(self, ctx: multiprocessing.context.BaseContext):
+  def __init__(self, ctx: multiprocessing.context.BaseContext, max_memory_bytes: Optional[int]):
     self.conn, child_conn = ctx.Pipe(duplex=True)
-    self.process = ctx.Process(target=_worker_main, args=(child_conn,), daemon=True)
+    self.process = ctx.Process(target=_worker_main, args=(child_conn, max_memory_bytes),
+                               daemon=True)
     self.process.start()
     child_conn.close()
 
@@ -138,10 +145,13 @@ class WorkerPool:
       safe in a process that runs JAX threads; ``"fork"`` is faster to start but is not.
     startup_timeout_s: limit for a worker to unpickle an item (which imports ``fn``'s module in a
       fresh worker) before the item's own timeout begins.
+    max_memory_mb: optional address-space limit per worker (``RLIMIT_AS``, POSIX); an item that
+      allocates past it fails with MemoryError (an error outcome) and the worker goes on.
   """
 
   def __init__(self, num_workers: int, timeout_s: float, mp_context: str = "forkserver",
-               startup_timeout_s: float = _DEFAULT_STARTUP_TIMEOUT_S):
+               startup_timeout_s: float = _DEFAULT_STARTUP_TIMEOUT_S,
+               max_memory_mb: Optional[int] = None):
     if num_workers < 1:
       raise ValueError(f"num_workers must be >= 1, got {num_workers}")
     if not timeout_s > 0:
@@ -149,6 +159,7 @@ class WorkerPool:
     self.num_workers = int(num_workers)
     self.timeout_s = float(timeout_s)
     self.startup_timeout_s = float(startup_timeout_s)
+    self._max_memory_bytes = int(max_memory_mb) * 2**20 if max_memory_mb else None
     self._ctx = multiprocessing.get_context(mp_context)
     # Slot i holds worker i, or None until it is (re)started. Idle slot indices wait in the queue;
     # a thread owns a slot, and may touch its worker, only between get() and put().
@@ -230,7 +241,7 @@ class WorkerPool:
     if worker is None or not worker.alive():
       if worker is not None:
         worker.kill()
-      worker = self._workers[slot] = _Worker(self._ctx)
+      worker = self._workers[slot] = _Worker(self._ctx, self._max_memory_bytes)
     try:
       worker.conn.send_bytes(payload)
       # Phase 1: the worker unpickles the task (imports fn's module when fresh) and acknowledges.

@@ -85,6 +85,13 @@ def test_timed_out_worker_is_killed_and_replaced():
     os.kill(before.value, 0)
 
 
+def test_memory_limit_turns_a_memory_bomb_into_an_error():
+  with WorkerPool(num_workers=1, timeout_s=10.0, max_memory_mb=512) as p:
+    bomb, after = p.map(bytearray, [(8 * 2**30,), (16,)])
+  assert bomb.value is None and not bomb.timed_out and bomb.error.startswith("MemoryError")
+  assert after.value == bytearray(16) and after.error is None  # The pool goes on.
+
+
 def test_unpicklable_function_is_an_error_outcome(pool):
   (outcome,) = pool.map(lambda x: x, [(1,)])
   assert outcome.value is None and "pickle" in outcome.error
