@@ -115,14 +115,16 @@ def is_equivalent(pred: str, gold: str, *, rel_tol: float = 1e-4,
 
   * multiple choice (gold ``B``, ``(B)``, ``\\text{(B)}``): the prediction must name exactly that
     letter (``B``, ``(B)``, ``B) 42``); naming two letters fails.
-  * numbers exactly (``1,000`` = ``1000``, ``0.5`` = ``\\frac12``, ``2\\frac12`` = ``5/2``); if
-    either side has a decimal numeral, within relative tolerance ``rel_tol`` (default 1e-4,
-    the Qwen2.5-Math grader's, so ``0.3333`` is not ``1/3`` but ``0.33333`` is); percent and
-    degree signs may be dropped, and ``10\\%`` also equals ``0.1``, ``45^\\circ`` also ``\\pi/4``.
+  * numbers exactly (``1,000`` = ``1000``, ``0.5`` = ``\\frac12``, ``2\\frac12`` = ``5/2``); when a
+    decimal numeral meets a value without a finite decimal expansion, within relative tolerance
+    ``rel_tol`` (default 1e-4, the Qwen2.5-Math grader's: ``0.6667`` = ``2/3``, ``3.14`` is not
+    ``\\pi``, and ``4.0001`` is never ``4``); percent and degree signs may be dropped, and ``10\\%``
+    also equals ``0.1``, ``45^\\circ`` also ``\\pi/4``.
   * expressions: exact for constants (30-digit evaluation), identity at random real points for
-    expressions with variables (the variable names must match).
-  * ``x = 3`` matches ``3`` (a lone variable or a constant on the left); gold ``x = 3`` accepts
-    ``3``; two equations match if one is a non-zero multiple of the other.
+    expressions with variables (``\\sin^2 x + \\cos^2 x`` = ``1``, ``\\sqrt{x^2}`` is not ``x``).
+  * ``x = 3``, ``f(x) = 3``, ``2+1 = 3`` match ``3`` (the left side names the quantity or is a
+    constant); gold ``x = 3`` accepts ``3`` but not ``2x = 6``; other equations match if one is a
+    non-zero multiple of the other.
   * intervals, unions and one-variable inequalities compare as sets of reals; ``(a, b)`` is both an
     ordered pair and an open interval.
   * ``\\{...\\}`` sets and bare comma lists are unordered, tuples ordered; a single-element list
