@@ -8,6 +8,8 @@ policy decision; ``docs/rewards.md`` lists them with examples.
 * ``Text``: words (``\\text{Monday}``, ``no solution``); compared case-insensitively as strings.
 * ``Equation``: ``lhs = rhs [= ...]``.
 * ``RealSet``: intervals, unions and one-variable inequalities, as a sympy set over the reals.
+* ``Relation``: any other (in)equation chain, compared side by side (or mirrored: ``a < b`` is
+  ``b > a``).
 * ``Seq``: ``tuple`` (ordered), ``set`` (``\\{..\\}``, unordered), ``list`` (a bare comma list,
   unordered) or ``pair`` (``(a, b)``: an ordered pair or an open interval).
 * ``Matrix``: rows of scalars (``pmatrix``, ``bmatrix``, ``matrix``, ``array``).
