@@ -11,7 +11,8 @@ Submodules are imported on first attribute access, so ``import rlvr_jax.rewards`
 
 import importlib
 
-_SUBMODULES = ("math", "workers")
+_SUBMODULES = ("math", "workers", "sandbox", "code", "functions", "format", "shaping", "combine",
+               "rubric", "pseudo_labels", "trust", "noisy", "likelihood")
 
 
 def __getattr__(name):
