@@ -165,25 +165,25 @@ state = state_lib.create(params, tx, ref_params=params)
 
 @jax.jit
 def policy_loss(params, batch):
+  """The objective's loss on `batch` and the policy's recomputed log-probs [B, T]."""
   logprobs, _ = logprob_fn(params, batch.prompt_tokens, batch.prompt_mask,
                            batch.completion_tokens, batch.loss.mask)
   counts = types.global_counts(batch.loss.mask, batch.loss.group_ids)
-  return objective.loss(logprobs, batch.loss, counts)[0]
+  return objective.loss(logprobs, batch.loss, counts)[0], logprobs
 
 
-loss_before = float(policy_loss(state.params, batch))
+loss_before, recomputed = policy_loss(state.params, batch)
 new_state, metrics = update(state, batch)
-loss_after = float(policy_loss(new_state.params, batch))
+loss_after, _ = policy_loss(new_state.params, batch)
 print({k: round(float(v), 5) for k, v in metrics.items()})
-print(f"GRPO loss on this batch: {loss_before:.5f} before the step, {loss_after:.5f} after")
+print(f"GRPO loss on this batch: {float(loss_before):.5f} before the step, "
+      f"{float(loss_after):.5f} after")
 
 # %% [markdown]
 # Recomputed log-probs match the sampler's (the step relies on it when it takes the old log-probs
 # from the rollout), and the step lowered the loss on its own batch.
 
 # %%
-recomputed, _ = logprob_fn(params, batch.prompt_tokens, batch.prompt_mask,
-                           batch.completion_tokens, mask)
 gap = float(jnp.max(jnp.abs((recomputed - samples.logprobs) * mask)))
 print(f"max |recomputed - sampled| log-prob: {gap:.2e}")
 assert gap < 1e-3, gap
@@ -192,5 +192,5 @@ if float(jnp.abs(advantages).max()) > 0:
 
 # %% [markdown]
 # From here, the full loop is `loop.train(config, workdir)` with `config.model.hf_dir =
-# MODEL_DIR` and `config.tokenizer.kind = "hf"` (see `experiments/configs/` and
-# `docs/training.md`), or the `tiny_grpo` notebook.
+# MODEL_DIR` and `config.tokenizer.kind = "hf"` (the recipes in `experiments/configs/` do
+# this), or see the `tiny_grpo` notebook for the loop on the CPU demo.

@@ -107,7 +107,7 @@ def draw(runs, status=""):
 
 
 def run_live(config, workdir, runs, refresh_s=2.0):
-  """Runs loop.train in a thread, redrawing `runs` until it ends; returns its summary."""
+  """Runs loop.train in a thread, redrawing `runs` when new metrics arrive; returns its summary."""
   result = {}
 
   def target():
@@ -119,10 +119,14 @@ def run_live(config, workdir, runs, refresh_s=2.0):
   thread = threading.Thread(target=target, daemon=True)
   start = time.time()
   thread.start()
+  path, seen = os.path.join(workdir, metrics_writer.METRICS_FILE), -1
   while thread.is_alive():
     thread.join(refresh_s)
-    display.clear_output(wait=True)
-    draw(runs, f"running... {time.time() - start:.0f}s")
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    if size != seen:  # redraw only for new records: drawing costs CPU the run could use
+      seen = size
+      display.clear_output(wait=True)
+      draw(runs, f"running... {time.time() - start:.0f}s")
   display.clear_output(wait=True)
   draw(runs, f"done in {time.time() - start:.0f}s")
   if "error" in result:
@@ -139,8 +143,9 @@ summary = run_live(config, WORKDIR, runs)
 #
 # GRPO (β = 0.04) keeps a frozen reference policy in its train state: the policy as it was
 # after the warm-up, i.e. *before RL*. The checkpoint holds both, so we restore `ref_params`
-# (before) and `params` (after) and decode the same held-out prompts greedily with the loop's
-# own `Sampler`, scored by the task's verifier.
+# (before) and `params` (after) and sample the same held-out prompts with the loop's own
+# `Sampler` (same shapes and temperature as training, so nothing is recompiled), scored by the
+# task's verifier.
 
 # %%
 tokenizer = loop.build_tokenizer(config)
@@ -150,18 +155,20 @@ restored = checkpoint.restore_partial(os.path.join(WORKDIR, "checkpoints"),
                                       {"params": abstract, "ref_params": abstract})
 sampler = loop.Sampler(model_config, tokenizer, tuple(config.data.prompt_buckets),
                        config.rl.max_new_tokens, config.data.add_bos)
-examples = loop.heldout_examples(loop.build_task(config), 8, seed=123)
+examples = loop.heldout_examples(loop.build_task(config), config.rl.num_prompts, seed=123)
+G = config.rl.num_samples
+texts, solved = {}, {}
 with rewards_host.RewardScorer(num_workers=0) as scorer:
-  texts = {}
   for name, key in (("before RL", "ref_params"), ("after RL", "params")):
-    _, texts[name] = sampler(restored[key], examples, jax.random.key(1), num_samples=1,
-                             temperature=0.0)
-    scores = scorer(texts[name], examples).rewards
-    print(f"{name}: greedy accuracy on these prompts {scores.mean():.2f}")
-print(f"\n{'prompt':<12} {'gold':>5}  {'before RL':<10} {'after RL':<10}")
-for i, example in enumerate(examples):
-  print(f"{example.prompt!s:<12.12} {example.answer:>5}  {texts['before RL'][i]!r:<10} "
-        f"{texts['after RL'][i]!r:<10}")
+    _, texts[name] = sampler(restored[key], examples, jax.random.key(1), num_samples=G,
+                             temperature=config.rl.temperature)
+    scores = scorer(texts[name], [e for e in examples for _ in range(G)]).rewards
+    solved[name] = scores.reshape(len(examples), G).mean(axis=1)
+    print(f"{name}: {solved[name].mean():.3f} of {len(examples)} x {G} samples correct")
+print(f"\n{'prompt':<8} {'gold':>5}  {'before RL: 3 samples, solve rate':<36} after RL")
+for i, example in enumerate(examples[:8]):
+  row = [f"{texts[n][i * G:i * G + 3]!s:<26} {solved[n][i]:.2f}" for n in ("before RL", "after RL")]
+  print(f"{example.prompt!s:<8} {example.answer:>5}  {row[0]:<36} {row[1]}")
 
 # %% [markdown]
 # ## Change one knob and rerun
