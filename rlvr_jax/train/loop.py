@@ -241,18 +241,26 @@ def evaluate(params, sampler: Sampler, scorer: rewards_host.RewardScorer,
   return metrics
 
 
-def heldout_examples(source: task_lib.TaskSource, num: int, seed: int
-                     ) -> List[task_lib.Example]:
-  """The first ``num`` *distinct* prompts of ``source.examples("test", seed)``."""
+def heldout_examples(source: task_lib.TaskSource, num: int, seed: int, *,
+                     max_draws_per_example: int = 100) -> List[task_lib.Example]:
+  """The first ``num`` *distinct* prompts of ``source.examples("test", seed)``.
+
+  Raises:
+    ValueError: the split has fewer than ``num`` distinct prompts (a finite source ran out, or
+      ``max_draws_per_example * num`` draws of an infinite one found no more).
+  """
   seen, out = set(), []
-  for example in source.examples("test", seed):
+  if num <= 0:
+    return out
+  draws = itertools.islice(source.examples("test", seed), max_draws_per_example * num)
+  for example in draws:
     key = json.dumps(example.prompt, sort_keys=True)
     if key not in seen:
       seen.add(key)
       out.append(example)
-    if len(out) == num:
-      break
-  return out
+      if len(out) == num:
+        return out
+  raise ValueError(f"The test split has only {len(out)} distinct prompts; asked for {num}.")
 
 
 # --- Advantages and the loss batch ---------------------------------------------------------------
