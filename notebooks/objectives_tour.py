@@ -144,9 +144,10 @@ plt.show()
 # ## Effective weight per sequence
 #
 # $W_b = \sum_t w_{b,t}$, divided by each preset's largest $|W_b|$ so rows compare. Read a row
-# left to right: three groups of four. Note the easy question (q2): GRPO's z-score gives its lone
-# wrong answer a large push down; W-REINFORCE barely rewards the correct ones (λ = 0.1) and
-# punishes every wrong one. REAL and PACS are group-relative classifiers: PACS (a summed score)
+# left to right: three groups of four. In the easy question (q2) the lone wrong answer weighs as
+# much as the three right ones together (group-centred advantages sum to zero), and the length
+# of each completion decides how that weight is split under token-level aggregation. W-REINFORCE
+# barely rewards the correct answers (λ = 0.1) and punishes every wrong one. REAL and PACS are group-relative classifiers: PACS (a summed score)
 # ends up with RLOO's pattern, REAL (a length-averaged score) with GRPO's.
 
 # %%
