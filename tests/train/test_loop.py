@@ -60,15 +60,15 @@ def test_sigkilled_run_resumes_with_the_same_metric_trajectory(tmp_path):
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   metrics_path = killed_dir / "metrics.jsonl"
   deadline = time.time() + 600
-  while time.time() < deadline:
-    if metrics_path.exists() and len(_records(killed_dir)) >= 3:
-      break
+  checkpoint = killed_dir / "checkpoints" / "2"
+  # Kill once the step-2 checkpoint is committed (orbax renames it into place when complete).
+  while time.time() < deadline and not checkpoint.is_dir():
     time.sleep(0.02)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   steps_before_kill = len(_records(killed_dir))
   assert proc.returncode == -signal.SIGKILL
-  assert 3 <= steps_before_kill < NUM_STEPS, "the run finished before it could be killed"
+  assert 2 <= steps_before_kill < NUM_STEPS, "the run finished before it could be killed"
 
   resumed = subprocess.run(_command(killed_dir), cwd=REPO, env=_env(), timeout=600,
                            capture_output=True, text=True)
