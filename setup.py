@@ -18,10 +18,24 @@ CORE = [
 EXTRAS = {
     # CPU torch only: parity tests against transformers. Pinned because an unpinned torch pulls a
     # multi-GB CUDA build.
-    "test": ["pytest", "torch==2.13.0"],
-    "tfds": ["tensorflow-datasets"],
+    "test": [
+        "pytest",
+        "torch==2.13.0",
+        # So that CI runs, rather than skips, the optional paths: plots and notebooks,
+        # Parquet task files, TFDS and reasoning-gym adapters, and the TensorBoard cross-check.
+        "matplotlib", "nbclient", "nbformat", "ipykernel",
+        "pyarrow",
+        "tensorflow-datasets", "importlib_resources",  # tfds uses the latter undeclared
+        "reasoning-gym",
+        "tensorboard",
+    ],
+    "tfds": ["tensorflow-datasets", "importlib_resources"],
     "gym": ["reasoning-gym"],
-    "notebooks": ["jupyter", "nbclient", "matplotlib"],
+    "parquet": ["pyarrow"],
+    "plot": ["matplotlib"],
+    "notebooks": ["jupyter", "nbclient", "nbformat", "ipykernel", "matplotlib"],
+    # benchmarks/verifier.py compares against math-verify when it is installed.
+    "bench": ["math-verify"],
 }
 
 setuptools.setup(
