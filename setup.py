@@ -13,6 +13,7 @@ CORE = [
     "numpy",
     "absl-py",
     "ml-collections",
+    "matplotlib",  # the main job and `python -m rlvr_jax.train.plot` write PNG curves
 ]
 
 EXTRAS = {
