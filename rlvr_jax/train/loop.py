@@ -462,7 +462,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           log_fn=lambda s, m: _print(f"sft step {s}/{config.sft.num_steps}: {_fmt(m)}"),
           log_every=config.sft.get("log_every", 50))
     before = run_eval(params) if config.eval.num_prompts else {}
-    _print(f"held-out before RL: {_fmt(before)}")
+    if before:
+      _print(f"held-out before RL: {_fmt(before)}")
     extras = {"data_position": 0, "before": before}
   state, shardings = state_lib.init_sharded(params, tx, param_specs, mesh,
                                             with_reference=objective.needs_reference)
