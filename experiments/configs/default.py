@@ -1,9 +1,10 @@
-"""The CPU demo: a tiny transformer learns 2-digit addition; SFT warm-up, then GRPO.
+"""The CPU demo: a tiny transformer on 2-digit addition; SFT warm-up, then GRPO.
 
 ``python -m experiments.train --workdir=/tmp/demo`` runs it on a 2-core CPU in a few minutes
-with no download: a character tokenizer and a ~0.1M-parameter Llama-style model are built in code,
-a short supervised warm-up makes the policy right some of the time, and GRPO then raises held-out
-pass@1 (prompts whose operand pairs never appear in training). See docs/training.md.
+with no download: a character tokenizer and a ~0.14M-parameter Llama-style model are built in
+code, a supervised warm-up makes the policy right about half the time, then GRPO trains on
+prompts whose operand pairs are disjoint from the held-out ones. Measured so far (docs/training.md):
+held-out pass@1 52.1% -> 55.9% (+3.7 points), short of the +20-point goal.
 """
 
 import ml_collections
@@ -27,14 +28,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(dict(prompt_buckets=(8, 16), add_bos=True))
 
   config.sft = ml_collections.ConfigDict(dict(
-      num_steps=600, batch_size=64, seed=1, log_every=100,
+      num_steps=900, batch_size=64, seed=1, log_every=100,
       # decay_steps=0: cosine decay over all SFT steps after the warm-up.
       optimizer=dict(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=50,
                      decay_steps=0, weight_decay=0.0, grad_clip=1.0)))
 
   config.rl = ml_collections.ConfigDict(dict(
       objective="grpo", objective_overrides={},
-      num_steps=60, num_prompts=16, num_samples=8, max_new_tokens=6,
+      num_steps=100, num_prompts=64, num_samples=8, max_new_tokens=6,
       temperature=1.0, top_p=None, top_k=None,
       num_iterations=1, num_mini_batches=1, num_micro_batches=1,
       recompute_old_logprobs=False, chunk_size=8, ref_refresh_steps=0))
@@ -42,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.rl.top_k = ml_collections.FieldReference(None, field_type=int)
 
   config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=1e-3, schedule="constant", warmup_steps=0,
+      name="adamw", learning_rate=1e-4, schedule="constant", warmup_steps=10,
       weight_decay=0.0, grad_clip=1.0))
   config.reward = ml_collections.ConfigDict(dict(
       num_workers=0, timeout_s=10.0, failure_reward=0.0, verifier_modules=()))
