@@ -1,12 +1,14 @@
 """A shortened CPU demo: the default config's warm-up, then GRPO steps.
 
 Same task, model, tokenizer, SFT warm-up and RL settings as ``python -m experiments.train`` with
-the default config; only the number of RL steps and the held-out evaluation are cut.
+the default config, except that the RL batch is cut to 16 prompts, the RL steps to 30 and the
+held-out evaluation is skipped (CI time).
 
 What is asserted is what observed runs support (docs/training.md): the warm-up leaves the policy
 right part of the time, and GRPO does not collapse it. In the observed runs the RL reward did
-*not* rise measurably (mean of steps 1-10: 0.520, steps 31-40: 0.513, steps 91-100: 0.535 at
-this config), so no rise is asserted: the demo does not yet meet its +20-point goal.
+*not* rise measurably (16 prompts: mean of steps 1-10 0.523, steps 21-30 0.516, per-step range
+0.33-0.69; 64 prompts: 0.520, 0.513 and 0.535 for steps 1-10, 31-40, 91-100), so no rise is
+asserted: the demo does not yet meet its +20-point goal.
 """
 
 import json
@@ -17,9 +19,9 @@ import sys
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RL_STEPS = 40
+RL_STEPS = 30
 WINDOW = 10
-# Observed: per-step reward in [0.43, 0.60]; window means within 0.03 of each other.
+# Observed: 10-step window means within 0.01 of each other.
 MAX_DROP = 0.1
 
 
@@ -27,7 +29,8 @@ def test_short_demo_raises_the_training_reward(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
              JAX_PLATFORMS="cpu")
   cmd = [sys.executable, "-m", "experiments.train", f"--workdir={tmp_path}",
-         f"--config.rl.num_steps={RL_STEPS}", "--config.eval.num_prompts=0",
+         f"--config.rl.num_steps={RL_STEPS}", "--config.rl.num_prompts=16",
+         "--config.eval.num_prompts=0",
          "--config.checkpoint.every=0"]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
