@@ -25,7 +25,7 @@ WINDOW = 10
 MAX_DROP = 0.1
 
 
-def test_short_demo_raises_the_training_reward(tmp_path):
+def test_short_demo_runs_and_keeps_the_warm_up_reward(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
              JAX_PLATFORMS="cpu")
   cmd = [sys.executable, "-m", "experiments.train", f"--workdir={tmp_path}",
