@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-4, schedule="constant", warmup_steps=10,
-      weight_decay=0.0, grad_clip=1.0))
+      weight_decay=0.0, grad_clip=1.0, b1=0.9, b2=0.999, eps=1e-8))
   config.reward = ml_collections.ConfigDict(dict(
       num_workers=0, timeout_s=10.0, failure_reward=0.0, verifier_modules=()))
   config.eval = ml_collections.ConfigDict(dict(
