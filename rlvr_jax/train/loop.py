@@ -280,6 +280,21 @@ def make_advantage_fn(objective) -> Callable[[types.AdvantageInputs], Tuple[jax.
   return jax.jit(fn)
 
 
+# What the loop puts in ``AdvantageInputs`` (fields and ``extras``) for an advantage stage to read.
+ADVANTAGE_INPUTS = ("rewards", "mask", "tokens", "lengths", "truncated", "token_rewards",
+                    "old_logprobs", "ref_logprobs", "step")
+
+
+def check_objective_inputs(objective) -> None:
+  """Fails at start-up, not mid-run, when the objective's advantage stage reads an input this loop
+  does not produce (ReMax's ``greedy_rewards``, LaSeR's ``self_rewards``)."""
+  missing = sorted(set(getattr(objective.advantage, "reads", ())) - set(ADVANTAGE_INPUTS))
+  if missing:
+    raise NotImplementedError(
+        f"Objective {objective.name!r} reads {missing}, which the RL loop does not produce yet "
+        f"(it provides {list(ADVANTAGE_INPUTS)}); use the objective from your own loop.")
+
+
 def _left_pad(x: np.ndarray, width: int, value) -> np.ndarray:
   """Left-pads the last axis of ``x`` to ``width``."""
   pad = [(0, 0)] * (x.ndim - 1) + [(width - x.shape[-1], 0)]
@@ -421,6 +436,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   model_config, params = build_model(config, tokenizer, init_key)
   source = build_task(config)
   objective = presets.get(rl.objective, **dict(rl.get("objective_overrides", {})))
+  check_objective_inputs(objective)
   mesh = mesh_lib.from_config(config.mesh)
   sampler = Sampler(model_config, tokenizer, tuple(config.data.prompt_buckets),
                     rl.max_new_tokens, bool(config.data.get("add_bos", False)))
@@ -541,15 +557,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 
     flat = {k: v.reshape((num_prompts * group_size,) + v.shape[2:]) for k, v in group.items()}
     t = flat["tokens"].shape[1]
-    inputs = types.AdvantageInputs(
-        rewards=jnp.asarray(group["raw_rewards"]), mask=jnp.asarray(group["mask"]),
-        tokens=jnp.asarray(group["tokens"]), lengths=jnp.asarray(group["lengths"]),
-        truncated=jnp.asarray(group["truncated"]),
-        token_rewards=jnp.zeros((num_prompts, group_size, t), jnp.float32))
-    rewards, advantages = advantage_fn(inputs)
     mask = flat["mask"]
     if rl.get("overlong_filter"):
       mask = data_stages_lib.overlong_filter(mask, flat["truncated"])
+    # Old and reference log-probs come before the advantages: KL-in-reward estimators (RLOO,
+    # REINFORCE++) read them there.
     args = (flat["prompt_tokens"], flat["prompt_mask"], flat["tokens"], mask)
     if rl.recompute_old_logprobs:
       old_logprobs = _fetch(score(state.params, *args)[0])
@@ -559,6 +571,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       ref_logprobs = _fetch(score(state.ref_params, *args)[0])
     else:
       ref_logprobs = np.zeros_like(mask)
+    per_group = lambda x: jnp.asarray(x, jnp.float32).reshape((num_prompts, group_size, t))
+    inputs = types.AdvantageInputs(
+        rewards=jnp.asarray(group["raw_rewards"]), mask=jnp.asarray(group["mask"]),
+        tokens=jnp.asarray(group["tokens"]), lengths=jnp.asarray(group["lengths"]),
+        truncated=jnp.asarray(group["truncated"]),
+        token_rewards=jnp.zeros((num_prompts, group_size, t), jnp.float32),
+        extras={"old_logprobs": per_group(old_logprobs), "ref_logprobs": per_group(ref_logprobs),
+                "step": jnp.asarray(step, jnp.int32)})
+    rewards, advantages = advantage_fn(inputs)
     full = step_lib.TrainBatch(
         prompt_tokens=flat["prompt_tokens"], prompt_mask=flat["prompt_mask"],
         completion_tokens=flat["tokens"],

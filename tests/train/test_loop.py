@@ -132,3 +132,36 @@ def test_heldout_examples_are_distinct_and_never_in_training():
   assert len({e.prompt for e in heldout}) == 30
   train = {e.prompt for e in procedural.take(task, "train", 2000, seed=0)}
   assert not train & {e.prompt for e in heldout}
+
+
+def _tiny_config(objective):
+  from experiments.configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.task.kwargs.max_value = 3
+  config.sft.num_steps = 20
+  config.sft.batch_size = 16
+  config.rl.objective = objective
+  config.rl.num_steps = 2
+  config.rl.num_prompts = 4
+  config.rl.num_samples = 4
+  config.rl.max_new_tokens = 3
+  config.eval.num_prompts = 0
+  config.checkpoint.every = 0
+  config.model.overrides.hidden_size = 32
+  config.model.overrides.intermediate_size = 64
+  config.model.overrides.num_layers = 1
+  return config
+
+
+def test_kl_in_reward_objective_runs_in_the_loop(tmp_path):
+  # RLOO puts a k1 KL penalty into the reward, reading old and reference log-probs in the
+  # advantage stage: the loop must provide them there.
+  loop.train(_tiny_config("rloo"), str(tmp_path))
+  records = _records(tmp_path)
+  assert [r["step"] for r in records] == [1, 2]
+  assert all(np.isfinite(r["loss"]) for r in records)
+
+
+def test_objective_reading_inputs_the_loop_lacks_fails_at_start_up(tmp_path):
+  with pytest.raises(NotImplementedError, match="greedy_rewards"):
+    loop.train(_tiny_config("remax"), str(tmp_path))
