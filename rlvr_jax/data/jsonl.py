@@ -157,6 +157,15 @@ def write_jsonl(path: str, examples: Iterable[task_lib.Example]) -> None:
       f.write(json.dumps(example_to_record(ex), ensure_ascii=False) + "\n")
 
 
+def in_seed_order(data: Sequence[task_lib.Example], seed: int, shuffle: bool
+                  ) -> Iterator[task_lib.Example]:
+  """``data`` in the ``seed`` permutation, or in stored order when ``shuffle`` is False: the
+  deterministic one-pass order every finite task source yields."""
+  order = np.random.default_rng(seed).permutation(len(data)) if shuffle else np.arange(len(data))
+  for i in order:
+    yield data[int(i)]
+
+
 class FileTaskSource:
   """A :class:`~rlvr_jax.data.task.TaskSource` over task files, one file per split.
 
@@ -189,8 +198,4 @@ class FileTaskSource:
 
   def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
     """The split's examples in the ``seed`` permutation (file order without shuffling)."""
-    data = self.load(split)
-    order = (np.random.default_rng(seed).permutation(len(data)) if self._shuffle
-             else np.arange(len(data)))
-    for i in order:
-      yield data[int(i)]
+    return in_seed_order(self.load(split), seed, self._shuffle)

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 import numpy as np
 
+from rlvr_jax.data import jsonl
 from rlvr_jax.data import task as task_lib
 from rlvr_jax.data import templates
 from rlvr_jax.data import verifiers
@@ -167,8 +168,4 @@ class TfdsSource:
 
   def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
     """The split's examples in the ``seed`` permutation (stored order without shuffling)."""
-    data = self.load(split)
-    order = (np.random.default_rng(seed).permutation(len(data)) if self._shuffle
-             else np.arange(len(data)))
-    for i in order:
-      yield data[int(i)]
+    return jsonl.in_seed_order(self.load(split), seed, self._shuffle)

@@ -32,7 +32,8 @@ Diagnostics = dict[str, Array]
 sg = jax.lax.stop_gradient
 
 
-def _check_tokens(name: str, **arrays: Array) -> None:
+def check_token_shapes(name: str, **arrays: Array) -> None:
+  """Raises ``ValueError`` naming ``name`` unless all ``arrays`` share one ``[B, T]`` shape."""
   shapes = {k: tuple(v.shape) for k, v in arrays.items()}
   first = next(iter(shapes.values()))
   if len(first) != 2 or any(s != first for s in shapes.values()):
@@ -84,7 +85,7 @@ def reinforce(logprobs: Array, advantages: Array) -> tuple[Array, Diagnostics]:
 
   Also verl ``loss_mode='gpg'`` and the on-policy limit of every ratio surrogate below.
   """
-  _check_tokens("reinforce", logprobs=logprobs, advantages=advantages)
+  check_token_shapes("reinforce", logprobs=logprobs, advantages=advantages)
   return -sg(advantages) * logprobs, {}
 
 
@@ -107,7 +108,7 @@ def ppo_clip(logprobs: Array, old_logprobs: Array, advantages: Array, *,
   ``clip_ratio/high_mean`` = ``ρ > 1+ε_high ∧ A > 0``, their union ``clip_ratio/region_mean``,
   ``clip_ratio/dual_mean`` (dual-clip bound active) and ``approx_kl`` (``lo − lp``).
   """
-  _check_tokens("ppo_clip", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
+  check_token_shapes("ppo_clip", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
   if dual_clip is not None and dual_clip <= 1.0:
     raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
   advantages = sg(advantages)
@@ -143,7 +144,7 @@ def gspo(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array, *
   sequence gives zero gradient on all its tokens. TRL ``importance_sampling_level='sequence'``.
   Defaults ε_low = 3e-4, ε_high = 4e-4 are the paper's (§5.1, as used in verl's example).
   """
-  _check_tokens("gspo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
+  check_token_shapes("gspo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
                 mask=mask)
   advantages = sg(advantages)
   seq_log_ratio, _ = _sequence_mean_log_ratio(logprobs, old_logprobs, mask, log_ratio_clamp)
@@ -178,7 +179,7 @@ def clipped_is_reinforce(logprobs: Array, old_logprobs: Array, advantages: Array
   Diagnostics: ``clip_ratio/low_mean`` (``ρ < lower``), ``clip_ratio/high_mean`` (``ρ > upper``),
   ``clip_ratio/region_mean``, ``approx_kl``.
   """
-  _check_tokens("clipped_is_reinforce", logprobs=logprobs, old_logprobs=old_logprobs,
+  check_token_shapes("clipped_is_reinforce", logprobs=logprobs, old_logprobs=old_logprobs,
                 advantages=advantages)
   if out_of_range not in ("clip", "mask", "mask_directional"):
     raise ValueError(f"out_of_range must be clip|mask|mask_directional, got {out_of_range!r}")
@@ -232,7 +233,7 @@ def dispo(logprobs: Array, old_logprobs: Array, advantages: Array, correct: Arra
   paper's four default values; the defaults here are DAPO's clip range for both classes and must
   be set explicitly for a faithful run.
   """
-  _check_tokens("dispo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
+  check_token_shapes("dispo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
   _check_per_sequence("dispo", logprobs.shape[0], correct=correct)
   is_correct = sg(correct)[:, None] > 0.5
   lower = jnp.where(is_correct, 1.0 - epsilon_low_correct, 1.0 - epsilon_low_incorrect)
@@ -254,7 +255,7 @@ def sapo(logprobs: Array, old_logprobs: Array, advantages: Array, *,
   Diagnostic ``sapo/gate_mean``: the gate's gradient scale ``4σ(x)(1−σ(x))`` with ``x = τ(ρ−1)``
   (1 on-policy, towards 0 far off-policy).
   """
-  _check_tokens("sapo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
+  check_token_shapes("sapo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
   if tau_pos <= 0 or tau_neg <= 0:
     raise ValueError(f"SAPO temperatures must be positive, got {tau_pos}, {tau_neg}")
   advantages = sg(advantages)
@@ -282,7 +283,7 @@ def gmpo(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array, *
   ``A_i`` is the token-mean of ``advantages`` over the sequence (its value for sequence-level
   estimators). verl ``loss_mode='geo_mean'``; aggregate with ``aggregation.sequence_mean``.
   """
-  _check_tokens("gmpo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
+  check_token_shapes("gmpo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
                 mask=mask)
   lengths = jnp.sum(mask, axis=-1)
   seq_adv = sg(jnp.sum(advantages * mask, axis=-1) / jnp.maximum(lengths, 1.0))
@@ -309,7 +310,7 @@ def kl_cov(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array,
   Statistics are local to the batch passed in, as in verl ``loss_mode='kl_cov'`` (defaults
   ``kl_cov_ratio=2e-3``, ``ppo_kl_coef=1.0``); under micro-batching the selection differs.
   """
-  _check_tokens("kl_cov", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
+  check_token_shapes("kl_cov", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
                 mask=mask)
   advantages = sg(advantages)
   log_ratio = _log_ratio(logprobs, old_logprobs, log_ratio_clamp)
@@ -348,7 +349,7 @@ def real(logprobs: Array, old_logprobs: Array, mask: Array, correct: Array, grou
   ``aggregation.group_sum``); micro-batches must hold whole groups. τ = 0.5 and the labels
   ``reward == 1 / 0`` are from the official code (``Red-RL/REAL`` scripts, ``actor.tau=0.5``).
   """
-  _check_tokens("real", logprobs=logprobs, old_logprobs=old_logprobs, mask=mask)
+  check_token_shapes("real", logprobs=logprobs, old_logprobs=old_logprobs, mask=mask)
   batch = logprobs.shape[0]
   _check_per_sequence("real", batch, correct=correct, group_ids=group_ids)
   seg = _local_groups(group_ids)
@@ -393,7 +394,7 @@ def pacs(logprobs: Array, old_logprobs: Array, mask: Array, correct: Array, grou
   micro-batches must hold whole groups. The official code scores against the old (behaviour)
   policy, which is what ``old_logprobs`` holds.
   """
-  _check_tokens("pacs", logprobs=logprobs, old_logprobs=old_logprobs, mask=mask)
+  check_token_shapes("pacs", logprobs=logprobs, old_logprobs=old_logprobs, mask=mask)
   batch = logprobs.shape[0]
   _check_per_sequence("pacs", batch, correct=correct, group_ids=group_ids)
   if score not in ("sum", "mean") or baseline not in ("rloo", "grpo", "none"):

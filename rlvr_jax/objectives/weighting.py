@@ -26,12 +26,6 @@ Diagnostics = dict[str, Array]
 sg = jax.lax.stop_gradient
 
 
-def _check_tokens(name: str, **arrays: Array) -> None:
-  shapes = {k: tuple(v.shape) for k, v in arrays.items()}
-  first = next(iter(shapes.values()))
-  if len(first) != 2 or any(s != first for s in shapes.values()):
-    raise ValueError(f"{name}: expected arrays of one shape [B, T], got {shapes}")
-
 
 def entropy_quantile_threshold(entropy: Array, mask: Array, *, top_quantile: float) -> Array:
   """The entropy value above which the top ``top_quantile`` fraction of valid tokens lie.
@@ -39,7 +33,7 @@ def entropy_quantile_threshold(entropy: Array, mask: Array, *, top_quantile: flo
   ``q = quantile({H_{i,t} : m_{i,t} = 1}, 1 − top_quantile)`` with linear interpolation (as
   ``torch.quantile`` in TRL's ``get_high_entropy_mask``). No valid token gives ``+inf``.
   """
-  _check_tokens("entropy_quantile_threshold", entropy=entropy, mask=mask)
+  surrogates.check_token_shapes("entropy_quantile_threshold", entropy=entropy, mask=mask)
   if not 0.0 < top_quantile <= 1.0:
     raise ValueError(f"top_quantile must be in (0, 1], got {top_quantile}")
   values = jnp.where(mask > 0, sg(entropy).astype(jnp.float32), jnp.nan)
@@ -56,7 +50,7 @@ def high_entropy_mask(entropy: Array, mask: Array, *, top_quantile: float = 0.2,
   which multiplies the per-token loss by the mask and keeps the token-count denominator: use
   ``apply_to='loss'``. Diagnostic ``entropy/kept_mean``.
   """
-  _check_tokens("high_entropy_mask", entropy=entropy, mask=mask)
+  surrogates.check_token_shapes("high_entropy_mask", entropy=entropy, mask=mask)
   if threshold is None:
     threshold = entropy_quantile_threshold(entropy, mask, top_quantile=top_quantile)
   keep = (sg(entropy) >= sg(threshold)).astype(jnp.float32)
@@ -74,7 +68,7 @@ def thr_reweight(thr: Array, mask: Array, *, p: float, tau: float = 0.0,
   read in the paper body: this is the spec's "natural reading", to be checked before relying on
   it. ``thr`` ``[B, T]`` comes from ``token_hidden_reward`` (or any influence score).
   """
-  _check_tokens("thr_reweight", thr=thr, mask=mask)
+  surrogates.check_token_shapes("thr_reweight", thr=thr, mask=mask)
   thr = sg(thr)
   dominant = jnp.abs(thr) > tau
   rest = 0.0 if drop_non_dominant else 1.0
@@ -133,7 +127,7 @@ def rollout_importance_weights(old_logprobs: Array, rollout_logprobs: Array, mas
   ``sampling/sampling_logp_difference/{mean,max}`` of ``|lo − lrollout|``,
   ``sampling/is_masked_mean`` (mask mode: fraction of tokens zeroed).
   """
-  _check_tokens("rollout_importance_weights", old_logprobs=old_logprobs,
+  surrogates.check_token_shapes("rollout_importance_weights", old_logprobs=old_logprobs,
                 rollout_logprobs=rollout_logprobs, mask=mask)
   if level not in ("token", "sequence", "geometric") or mode not in ("truncate", "mask"):
     raise ValueError(f"bad level={level!r} / mode={mode!r}")
@@ -180,7 +174,7 @@ def clip_cov_weights(advantages: Array, logprobs: Array, mask: Array, key: Array
   defaults (``clip_cov_ratio=2e-4``, bounds 1 and 5); unlike verl, tokens already clipped by PPO
   stay candidates (their gradient is zero either way). Batch-local statistics.
   """
-  _check_tokens("clip_cov_weights", advantages=advantages, logprobs=logprobs, mask=mask)
+  surrogates.check_token_shapes("clip_cov_weights", advantages=advantages, logprobs=logprobs, mask=mask)
   cov = surrogates.token_covariance(sg(advantages), sg(logprobs), mask)
   candidate = (cov > lower) & (cov < upper) & (mask > 0)
   priority = jnp.where(candidate, jax.random.uniform(key, cov.shape), -1.0)
