@@ -1,9 +1,10 @@
 """Presets: named methods as particular choices of public stages (no logic of their own).
 
-``get(name, **overrides) -> Objective``; ``names()`` lists them. Each preset function documents
-its paper (arXiv id), its defaults and where they come from, and its equivalence to verl/TRL
-settings; ``docs/objectives.md`` has the full table. Presets marked EXPERIMENTAL rest on formulas
-or defaults that could not be confirmed against the paper's text.
+``get(name, **overrides) -> Objective``; ``names()`` lists them; ``register(name, factory)`` adds a
+user objective under a new name. Each preset function documents its paper (arXiv id), its
+defaults and where they come from, and its equivalence to verl/TRL settings;
+``docs/objectives.md`` has the full table. Presets marked EXPERIMENTAL rest on formulas or
+defaults that could not be confirmed against the paper's text.
 
 Data-stage parts of a method (DAPO dynamic sampling, RiskPO bundling order, Weighted-GRPO pair
 selection, LaSeR's ``z_c`` hook) live in the trainer/data pipeline, not in the objective.
@@ -431,8 +432,27 @@ _PRESETS: dict[str, Callable[..., Objective]] = {
 EXPERIMENTAL = frozenset({"dispo", "weighted_grpo", "tempo", "thr"})
 
 
+_BUILTIN = frozenset(_PRESETS)
+
+
+def register(name: str, factory: Callable[..., Objective]) -> None:
+  """Makes ``get(name, **overrides)`` (hence ``config.rl.objective=name``) call ``factory``.
+
+  ``factory(**overrides) -> Objective`` builds a user objective, usually with
+  ``compose.make_objective`` (see ``docs/add_your_own_method.md``). Registering happens in the
+  process that trains: before ``rlvr_jax.train.loop.train``, or inside the ``get_config()`` of a
+  config file passed to ``experiments.train``. Built-in names cannot be replaced; registering a
+  user name again replaces it (re-running a notebook cell).
+  """
+  if name in _BUILTIN:
+    raise ValueError(f"{name!r} is a built-in preset; pick another name")
+  if not callable(factory):
+    raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+  _PRESETS[name] = factory
+
+
 def names() -> list[str]:
-  """The preset names, in table order."""
+  """The preset names, in table order, then registered user objectives in registration order."""
   return list(_PRESETS)
 
 
