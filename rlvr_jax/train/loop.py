@@ -604,7 +604,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         rows = (groups[i * mini_prompts:(i + 1) * mini_prompts, None] * group_size
                 + np.arange(group_size)[None]).reshape(-1)
         mini = jax.tree.map(lambda x: x[rows], full)
-        state, m = update(state, mesh_lib.host_local_to_global(mini, mesh))
+        # Every process holds the whole (identical) batch; each contributes its block of rows.
+        state, m = update(state, mesh_lib.host_local_to_global(mesh_lib.process_rows(mini), mesh))
         update_metrics.append(m)
     if rl.get("ref_refresh_steps", 0) and (step + 1) % rl.ref_refresh_steps == 0:
       state = state.replace(ref_params=jax.tree.map(jnp.copy, state.params))

@@ -87,6 +87,24 @@ def host_local_to_global(tree: Any, mesh: Mesh) -> Any:
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
+def process_rows(tree: Any, process_index: Optional[int] = None,
+                 process_count: Optional[int] = None) -> Any:
+  """This process's share of a batch that *every* process holds in full (as after identical
+  rollouts): the ``process_index``-th of ``process_count`` equal blocks of the leading axis, the
+  input :func:`host_local_to_global` expects. One process: the batch itself."""
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+
+  def rows(x):
+    x = np.asarray(x)
+    if x.shape[0] % count:
+      raise ValueError(f"Batch of {x.shape[0]} rows does not split over {count} processes.")
+    per = x.shape[0] // count
+    return x[index * per:(index + 1) * per]
+
+  return jax.tree.map(rows, tree)
+
+
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
   """Places a pytree of identical-on-every-host values, replicated over the mesh."""
   sharding = replicated(mesh)
