@@ -47,6 +47,7 @@ class TaskSource(Protocol):
   name: str
 
   def examples(self, split: str, seed: int = 0) -> Iterator[Example]:
+    """Yields the examples of ``split`` in a fixed order for this ``seed``."""
     ...
 
 
@@ -69,4 +70,5 @@ def get_verifier(name: str) -> Verifier:
 
 
 def registered_verifiers() -> Sequence[str]:
+  """The names of all registered verifiers, sorted."""
   return sorted(_VERIFIERS)

@@ -151,6 +151,7 @@ class RewardStage:
 
   @property
   def reads(self) -> tuple:
+    """Names this stage reads from the step's namespace (decide the Objective flags)."""
     return self.bound.reads
 
   def __call__(self, rewards: Array, inputs: AdvantageInputs) -> Array:
@@ -178,6 +179,7 @@ class RewardChain:
 
   @property
   def reads(self) -> tuple:
+    """Names this stage reads from the step's namespace (decide the Objective flags)."""
     return tuple(n for s in self.stages for n in s.reads)
 
   def __call__(self, rewards: Array, inputs: AdvantageInputs) -> Array:
@@ -199,6 +201,7 @@ class AdvantageStage:
 
   @property
   def reads(self) -> tuple:
+    """Names this stage reads from the step's namespace (decide the Objective flags)."""
     return self.bound.reads
 
   def __call__(self, inputs: AdvantageInputs) -> Array:
@@ -223,6 +226,7 @@ class TokenRewardAdvantage:
 
   @property
   def reads(self) -> tuple:
+    """Names this stage reads from the step's namespace (decide the Objective flags)."""
     return self.bound.reads + ("rewards",)
 
   def __call__(self, inputs: AdvantageInputs) -> Array:
@@ -252,6 +256,7 @@ class WarmupAdvantage:
 
   @property
   def reads(self) -> tuple:
+    """Names this stage reads from the step's namespace (decide the Objective flags)."""
     return (tuple(getattr(self.stage, "reads", ())) + tuple(getattr(self.before, "reads", ()))
             + ("step",))
 
@@ -281,6 +286,7 @@ class KLInRewardAdvantage:
 
   @property
   def reads(self) -> tuple:
+    """Names this stage reads from the step's namespace (decide the Objective flags)."""
     return self.inner.reads + ("old_logprobs", "ref_logprobs")
 
   def __call__(self, inputs: AdvantageInputs) -> Array:
@@ -323,6 +329,7 @@ class WeightingStage:
 
   @property
   def reads(self) -> tuple:
+    """Names this stage reads from the step's namespace (decide the Objective flags)."""
     return self.bound.reads
 
 
@@ -346,6 +353,7 @@ class SurrogateStage:
 
   @property
   def reads(self) -> tuple:
+    """Names this stage reads from the step's namespace (decide the Objective flags)."""
     return self.bound.reads
 
 

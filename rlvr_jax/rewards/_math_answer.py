@@ -32,6 +32,8 @@ from rlvr_jax.rewards import _math_latex
 
 @dataclasses.dataclass(frozen=True)
 class Scalar:
+  """One expression; the flags record a decimal numeral, a percent sign and a degree sign."""
+
   expr: sympy.Expr
   decimal: bool = False
   percent: bool = False
@@ -40,11 +42,15 @@ class Scalar:
 
 @dataclasses.dataclass(frozen=True)
 class Text:
+  """Words (``\\text{Monday}``, ``no solution``), compared case-insensitively by ``key``."""
+
   key: str
 
 
 @dataclasses.dataclass(frozen=True)
 class Equation:
+  """An equation chain ``lhs = rhs [= ...]``; ``label`` names the quantity asked for."""
+
   sides: tuple  # of Answer
   # The left side's text (spaces removed) when it names the quantity asked for: a variable,
   # ``a_1``, ``f(x)``, ``AB``, ``|AB|``, ``(x, y)``, a Greek letter; None otherwise.
@@ -53,23 +59,31 @@ class Equation:
 
 @dataclasses.dataclass(frozen=True)
 class RealSet:
+  """Intervals, unions or one-variable inequalities, as a sympy set over the reals."""
+
   value: sympy.Set
 
 
 @dataclasses.dataclass(frozen=True)
 class Relation:
+  """Any other (in)equation chain: canonical operators and the scalar sides between them."""
+
   ops: tuple  # canonical operator names, e.g. ("<", "<=")
   sides: tuple  # of Scalar
 
 
 @dataclasses.dataclass(frozen=True)
 class Seq:
+  """A ``tuple``, ``set``, ``list`` or ``pair`` of answers (see the module docstring)."""
+
   kind: str  # "tuple" | "set" | "list" | "pair"
   items: tuple
 
 
 @dataclasses.dataclass(frozen=True)
 class Matrix:
+  """Rows of answers (``pmatrix``, ``bmatrix``, ``matrix``, ``array``)."""
+
   rows: tuple  # of tuples of Answer
 
 

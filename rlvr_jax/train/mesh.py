@@ -68,6 +68,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+  """Every axis replicated on every device of ``mesh`` (parameters of a tiny model, scalars)."""
   return NamedSharding(mesh, PartitionSpec())
 
 

@@ -92,6 +92,7 @@ class RewardScorer:
     return RewardResult(rewards=rewards, errors=errors, timeouts=timeouts)
 
   def close(self) -> None:
+    """Shuts down the worker pool, if any (no-op with ``num_workers=0``)."""
     if self._pool is not None:
       self._pool.close()
 
