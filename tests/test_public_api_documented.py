@@ -3,14 +3,16 @@
 The test imports every module of the package (private ``_*`` modules too: their public names
 are shared between modules) and lists, in one failure message, each public name defined in that
 module (not re-exported) without a docstring. Methods count when they are defined on the class
-itself; a method that overrides a documented base-class method inherits its docstring
-(``inspect.getdoc``). A dataclass or NamedTuple whose ``__doc__`` is the one Python generates
+itself; a method that overrides a documented base-class method inherits its docstring. A class
+does not inherit its base's docstring. A dataclass or NamedTuple whose ``__doc__`` is the one Python generates
 (``Name(field, ...)``) counts as undocumented.
 """
 
 import importlib
 import inspect
 import pkgutil
+import textwrap
+import types
 from typing import List
 
 import rlvr_jax
@@ -32,7 +34,8 @@ def _module_names() -> List[str]:
 
 
 def _has_doc(obj) -> bool:
-  doc = inspect.getdoc(obj)
+  # ``obj.__doc__``, not ``inspect.getdoc``: the latter falls back to a base class's docstring.
+  doc = obj.__doc__
   if not doc or not doc.strip():
     return False
   # dataclasses and NamedTuples get a generated "Name(field, ...)" docstring.
@@ -84,6 +87,38 @@ def _undocumented(module) -> List[str]:
       if not _has_doc(func) and not _inherited_doc(obj, member_name):
         offenders.append(f"{qualified}.{member_name}")
   return offenders
+
+
+def test_checker_flags_undocumented_names():
+  module = types.ModuleType("fake_module")
+  exec(textwrap.dedent("""
+      import dataclasses
+
+      def bare(): pass
+
+      def documented():
+        \"\"\"Doc.\"\"\"
+
+      def _private(): pass
+
+      class Base:
+        \"\"\"Doc.\"\"\"
+
+        def run(self):
+          \"\"\"Doc.\"\"\"
+
+      class Child(Base):
+        def run(self): pass
+
+        @property
+        def size(self): return 1
+
+      @dataclasses.dataclass
+      class Point:
+        x: int
+  """), module.__dict__)
+  assert sorted(_undocumented(module)) == [
+      "fake_module.Child", "fake_module.Child.size", "fake_module.Point", "fake_module.bare"]
 
 
 def test_every_module_imports_and_every_public_name_is_documented():
