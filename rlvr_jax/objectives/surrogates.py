@@ -89,6 +89,18 @@ def reinforce(logprobs: Array, advantages: Array) -> tuple[Array, Diagnostics]:
   return -sg(advantages) * logprobs, {}
 
 
+def _pessimistic_clip(ratio: Array, advantages: Array, epsilon_low: float,
+                      epsilon_high: float) -> tuple[Array, Diagnostics]:
+  """PPO's ``max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high))`` per token, with TRL's clip fractions
+  (``ρ < 1−ε_low ∧ A < 0``, ``ρ > 1+ε_high ∧ A > 0``); shared by token and sequence ratios."""
+  loss = jnp.maximum(-advantages * ratio,
+                     -advantages * jnp.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high))
+  ratio_value = sg(ratio)
+  diagnostics = _clip_fractions((ratio_value < 1.0 - epsilon_low) & (advantages < 0),
+                                (ratio_value > 1.0 + epsilon_high) & (advantages > 0))
+  return loss, diagnostics
+
+
 def ppo_clip(logprobs: Array, old_logprobs: Array, advantages: Array, *,
              epsilon_low: float = 0.2, epsilon_high: float = 0.2,
              dual_clip: Optional[float] = None,
@@ -108,17 +120,13 @@ def ppo_clip(logprobs: Array, old_logprobs: Array, advantages: Array, *,
   ``clip_ratio/high_mean`` = ``ρ > 1+ε_high ∧ A > 0``, their union ``clip_ratio/region_mean``,
   ``clip_ratio/dual_mean`` (dual-clip bound active) and ``approx_kl`` (``lo − lp``).
   """
-  check_token_shapes("ppo_clip", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
+  check_token_shapes("ppo_clip", logprobs=logprobs, old_logprobs=old_logprobs,
+                     advantages=advantages)
   if dual_clip is not None and dual_clip <= 1.0:
     raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
   advantages = sg(advantages)
   ratio = jnp.exp(_log_ratio(logprobs, old_logprobs, log_ratio_clamp))
-  unclipped = -advantages * ratio
-  clipped = -advantages * jnp.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
-  loss = jnp.maximum(unclipped, clipped)
-  ratio_value = sg(ratio)
-  diagnostics = _clip_fractions((ratio_value < 1.0 - epsilon_low) & (advantages < 0),
-                                (ratio_value > 1.0 + epsilon_high) & (advantages > 0))
+  loss, diagnostics = _pessimistic_clip(ratio, advantages, epsilon_low, epsilon_high)
   if dual_clip is not None:
     bound = -advantages * dual_clip
     dual_active = (advantages < 0) & (bound < sg(loss))
@@ -145,17 +153,12 @@ def gspo(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array, *
   Defaults ε_low = 3e-4, ε_high = 4e-4 are the paper's (§5.1, as used in verl's example).
   """
   check_token_shapes("gspo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
-                mask=mask)
+                     mask=mask)
   advantages = sg(advantages)
   seq_log_ratio, _ = _sequence_mean_log_ratio(logprobs, old_logprobs, mask, log_ratio_clamp)
   log_s = logprobs - sg(logprobs) + sg(seq_log_ratio)[:, None]
   ratio = jnp.exp(jnp.minimum(log_s, log_ratio_max))
-  unclipped = -advantages * ratio
-  clipped = -advantages * jnp.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
-  loss = jnp.maximum(unclipped, clipped)
-  ratio_value = sg(ratio)
-  diagnostics = _clip_fractions((ratio_value < 1.0 - epsilon_low) & (advantages < 0),
-                                (ratio_value > 1.0 + epsilon_high) & (advantages > 0))
+  loss, diagnostics = _pessimistic_clip(ratio, advantages, epsilon_low, epsilon_high)
   diagnostics["approx_kl"] = _approx_kl(logprobs, old_logprobs)
   return loss, diagnostics
 
@@ -180,7 +183,7 @@ def clipped_is_reinforce(logprobs: Array, old_logprobs: Array, advantages: Array
   ``clip_ratio/region_mean``, ``approx_kl``.
   """
   check_token_shapes("clipped_is_reinforce", logprobs=logprobs, old_logprobs=old_logprobs,
-                advantages=advantages)
+                     advantages=advantages)
   if out_of_range not in ("clip", "mask", "mask_directional"):
     raise ValueError(f"out_of_range must be clip|mask|mask_directional, got {out_of_range!r}")
   advantages = sg(advantages)
@@ -284,7 +287,7 @@ def gmpo(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array, *
   estimators). verl ``loss_mode='geo_mean'``; aggregate with ``aggregation.sequence_mean``.
   """
   check_token_shapes("gmpo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
-                mask=mask)
+                     mask=mask)
   lengths = jnp.sum(mask, axis=-1)
   seq_adv = sg(jnp.sum(advantages * mask, axis=-1) / jnp.maximum(lengths, 1.0))
   sign = jnp.sign(seq_adv)[:, None]
@@ -311,7 +314,7 @@ def kl_cov(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array,
   ``kl_cov_ratio=2e-3``, ``ppo_kl_coef=1.0``); under micro-batching the selection differs.
   """
   check_token_shapes("kl_cov", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
-                mask=mask)
+                     mask=mask)
   advantages = sg(advantages)
   log_ratio = _log_ratio(logprobs, old_logprobs, log_ratio_clamp)
   ratio = jnp.exp(log_ratio)

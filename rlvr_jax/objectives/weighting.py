@@ -128,7 +128,7 @@ def rollout_importance_weights(old_logprobs: Array, rollout_logprobs: Array, mas
   ``sampling/is_masked_mean`` (mask mode: fraction of tokens zeroed).
   """
   surrogates.check_token_shapes("rollout_importance_weights", old_logprobs=old_logprobs,
-                rollout_logprobs=rollout_logprobs, mask=mask)
+                                rollout_logprobs=rollout_logprobs, mask=mask)
   if level not in ("token", "sequence", "geometric") or mode not in ("truncate", "mask"):
     raise ValueError(f"bad level={level!r} / mode={mode!r}")
   if level == "geometric" and mode != "mask":
@@ -174,7 +174,8 @@ def clip_cov_weights(advantages: Array, logprobs: Array, mask: Array, key: Array
   defaults (``clip_cov_ratio=2e-4``, bounds 1 and 5); unlike verl, tokens already clipped by PPO
   stay candidates (their gradient is zero either way). Batch-local statistics.
   """
-  surrogates.check_token_shapes("clip_cov_weights", advantages=advantages, logprobs=logprobs, mask=mask)
+  surrogates.check_token_shapes("clip_cov_weights", advantages=advantages, logprobs=logprobs,
+                                mask=mask)
   cov = surrogates.token_covariance(sg(advantages), sg(logprobs), mask)
   candidate = (cov > lower) & (cov < upper) & (mask > 0)
   priority = jnp.where(candidate, jax.random.uniform(key, cov.shape), -1.0)
