@@ -5,7 +5,8 @@ r"""Trains a policy with RL from verifiable rewards, as described by an ml_colle
       --config.model.hf_dir=/models/Qwen2.5-0.5B-Instruct --workdir=/tmp/grpo
 
 Overrides: ``--config.rl.num_steps=5``. The resolved config is written to
-``<workdir>/config.json`` next to ``metrics.jsonl``; an existing checkpoint in the workdir is
+``<workdir>/config.json`` next to ``metrics.jsonl``, and the reward, accuracy and length curves to
+``<workdir>/curves.png`` at the end; an existing checkpoint in the workdir is
 resumed. With ``--multihost`` the process joins a multi-controller run
 (``jax.distributed.initialize`` reads the cluster from the environment or the flags).
 """
@@ -38,6 +39,8 @@ def main(argv):
   summary = loop.train(_CONFIG.value, _WORKDIR.value)
   if jax.process_index() == 0:
     print(loop.format_summary(summary), flush=True)
+    from rlvr_jax.train import plot  # pylint: disable=g-import-not-at-top
+    print(f"curves: {plot.plot_run(_WORKDIR.value)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,4 @@ def test_recipe_runs_end_to_end(tmp_path, hf_dir, gsm8k_files, recipe, extra):
     assert records[-1]["dynamic_sampling/rounds"] >= 1
   assert os.path.isdir(workdir / "checkpoints" / "2")
   assert os.path.exists(workdir / "summary.json")
+  assert os.path.exists(workdir / "curves.png")  # The binary draws its curves at the end.
