@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 _DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_KINDS = ("einsum", "flash")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,12 @@ class ModelConfig:
       Attention scores, softmax, RMSNorm statistics and logits are always float32.
     param_dtype: storage dtype of parameters.
     remat: rematerialise each decoder block in the backward pass (``nn.remat``).
+    attention: the uncached (training/scoring) attention kernel. ``"einsum"``: explicit scores
+      under any mask, float32 softmax, portable. ``"flash"``: ``jax.nn.dot_product_attention``,
+      which is cuDNN's fused flash attention on a GPU in bf16/fp16 (never materialises the
+      ``[B, H, T, T]`` scores) and XLA elsewhere; it needs each row's real tokens contiguous (left
+      and/or right padding only, as every batch rlvr_jax builds is). The cached path (generation)
+      always uses ``"einsum"``.
     architecture: ``"llama"``, ``"qwen2"`` or ``"qwen3"``: the HF family used for import/export.
   """
 
@@ -65,11 +72,14 @@ class ModelConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: bool = False
+  attention: str = "einsum"
   architecture: str = "llama"
 
   def __post_init__(self):
     if self.architecture not in ARCHITECTURES:
       raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+    if self.attention not in ATTENTION_KINDS:
+      raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
     for name in ("dtype", "param_dtype"):
       if getattr(self, name) not in _DTYPES:
         raise ValueError(f"{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")

@@ -163,7 +163,9 @@ class Attention(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x, cos, sin, allowed, kv, layer, cache_index):
+  def __call__(self, x, cos, sin, allowed, kv, layer, cache_index, kv_lengths=None):
+    """``allowed`` ``[B, T, S]`` bool masks the einsum path; ``kv_lengths`` ``[B]`` (flash path,
+    rows shifted so that each one's real tokens start at slot 0) masks keys ``>= kv_lengths``."""
     cfg = self.config
     h, kvh, dh = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     q = _dense((h, dh), "q_proj", cfg, cfg.attention_bias)(x)
@@ -185,6 +187,10 @@ class Attention(nn.Module):
       v = jax.lax.dynamic_index_in_dim(v_all, layer, axis=0, keepdims=False)
       kv = (k_all, v_all)
     b, t = q.shape[:2]
+    if kv_lengths is not None:
+      out = _flash_attention(q, k, v, kv_lengths, cfg.compute_dtype)
+      out = _dense(cfg.hidden_size, "o_proj", cfg, cfg.attention_out_bias, axis=(-2, -1))(out)
+      return out, kv
     q = q.reshape(b, t, kvh, h // kvh, dh)
     scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype),
                         preferred_element_type=jnp.float32) * (dh ** -0.5)
@@ -195,6 +201,27 @@ class Attention(nn.Module):
     out = out.reshape(b, t, h, dh)
     out = _dense(cfg.hidden_size, "o_proj", cfg, cfg.attention_out_bias, axis=(-2, -1))(out)
     return out, kv
+
+
+def _flash_attention(q: Array, k: Array, v: Array, kv_lengths: Array, dtype) -> Array:
+  """Causal GQA attention with keys ``>= kv_lengths[b]`` masked, via ``dot_product_attention``.
+
+  cuDNN's fused kernel on a GPU in bf16/fp16 (it skips the non-causal blocks and never writes
+  the ``[B, H, T, T]`` scores to memory); XLA's reference path elsewhere (float32, CPU, TPU).
+  """
+  on_gpu = jax.default_backend() == "gpu"
+  implementation = "cudnn" if on_gpu and jnp.dtype(dtype) != jnp.float32 else "xla"
+  return jax.nn.dot_product_attention(
+      q.astype(dtype), k.astype(dtype), v.astype(dtype), is_causal=True,
+      key_value_seq_lengths=kv_lengths.astype(jnp.int32), implementation=implementation)
+
+
+def _roll_rows(x: Array, shift: Array) -> Array:
+  """``out[b, t] = x[b, (t + shift[b]) % T]``: rotates each row left by ``shift[b]``."""
+  t = x.shape[1]
+  index = (jnp.arange(t)[None, :] + shift[:, None]) % t
+  index = index.reshape(index.shape + (1,) * (x.ndim - 2))
+  return jnp.take_along_axis(x, index, axis=1)
 
 
 class MLP(nn.Module):
@@ -216,12 +243,12 @@ class DecoderBlock(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, carry, cos, sin, allowed, cache_index):
+  def __call__(self, carry, cos, sin, allowed, cache_index, kv_lengths):
     cfg = self.config
     x, kv, layer = carry
     norm = dict(eps=cfg.rms_norm_eps, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
     attn_out, kv = Attention(cfg, name="attn")(RMSNorm(name="input_norm", **norm)(x), cos, sin,
-                                                allowed, kv, layer, cache_index)
+                                                allowed, kv, layer, cache_index, kv_lengths)
     x = x + attn_out
     x = x + MLP(cfg, name="mlp")(RMSNorm(name="post_attn_norm", **norm)(x))
     return (x, kv, layer + 1), None
@@ -281,6 +308,14 @@ class Transformer(nn.Module):
     cfg = self.config
     _check_inputs(tokens, positions, attention_mask, cache, cache_index)
     t = tokens.shape[1]
+    # The flash path needs causal-plus-length masking: rotate each row so that its real tokens
+    # (contiguous by contract) start at slot 0, and rotate the outputs back at the end.
+    flash = cache is None and cfg.attention == "flash"
+    kv_lengths = shift = None
+    if flash:
+      shift = jnp.argmax(attention_mask, axis=1).astype(jnp.int32)
+      kv_lengths = jnp.sum(attention_mask, axis=1, dtype=jnp.int32)
+      tokens, positions = _roll_rows(tokens, shift), _roll_rows(positions, shift)
     if cache is None:
       q_slot = jnp.arange(t)
       k_slot = jnp.arange(t)
@@ -291,7 +326,8 @@ class Transformer(nn.Module):
       q_slot = cache_index + jnp.arange(t)
       k_slot = jnp.arange(cache.k.shape[2])
       kv = (cache.k, cache.v)
-    allowed = (k_slot[None, :] <= q_slot[:, None])[None] & attention_mask[:, None, :]
+    allowed = None if flash else (
+        (k_slot[None, :] <= q_slot[:, None])[None] & attention_mask[:, None, :])
     cos, sin = _rope_tables(cfg, positions)
 
     embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype,
@@ -303,8 +339,11 @@ class Transformer(nn.Module):
     if cfg.remat:
       block = nn.remat(block, prevent_cse=False)
     layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                     in_axes=(nn.broadcast,) * 4, length=cfg.num_layers)(cfg, name="layers")
-    (x, kv, _), _ = layers((x, kv, jnp.zeros((), jnp.int32)), cos, sin, allowed, cache_index)
+                     in_axes=(nn.broadcast,) * 5, length=cfg.num_layers)(cfg, name="layers")
+    (x, kv, _), _ = layers((x, kv, jnp.zeros((), jnp.int32)), cos, sin, allowed, cache_index,
+                           kv_lengths)
+    if flash:
+      x = _roll_rows(x, -shift)
     hidden = RMSNorm(cfg.rms_norm_eps, cfg.compute_dtype, cfg.params_dtype, name="final_norm")(x)
     new_cache = None if kv is None else KVCache(k=kv[0], v=kv[1])
     # The untied head is declared on every path, so params have one tree whatever is returned.

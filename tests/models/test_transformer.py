@@ -265,6 +265,35 @@ def test_remat_gives_same_values_and_gradients(tiny_params):
                          g0, g1)
 
 
+def test_flash_attention_equals_einsum_on_padded_rows(tiny_params):
+  # Left padding (prompts), right padding (completions) and both at once: the flash path rotates
+  # rows so real tokens start at slot 0; on real positions it must equal the masked einsum path,
+  # values and gradients (off a GPU it runs XLA's dot_product_attention, same arithmetic order
+  # is not guaranteed, hence the tolerances).
+  rng = np.random.default_rng(8)
+  tokens = jnp.asarray(rng.integers(1, 256, size=(3, 7)), jnp.int32)
+  mask = jnp.asarray([[False, False, True, True, True, True, True],
+                      [True, True, True, True, False, False, False],
+                      [False, True, True, True, True, True, False]])
+  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
+  params = _perturb(tiny_params, 9)
+
+  def loss(p, cfg):
+    logits, _ = Transformer(cfg).apply({"params": p}, tokens, positions, mask)
+    return jnp.sum(jax.nn.log_softmax(logits)[..., 3] * mask), logits
+
+  grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+  (v0, l0), g0 = grad(params, TINY)
+  (v1, l1), g1 = grad(params, TINY.replace(attention="flash"))
+  m = np.asarray(mask)
+  np.testing.assert_allclose(np.asarray(l1)[m], np.asarray(l0)[m], atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(v0, v1, rtol=1e-5)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                         g0, g1)
+  with pytest.raises(ValueError, match="attention"):
+    TINY.replace(attention="paged")
+
+
 def test_preset_parameter_counts():
   # Published sizes: Qwen2.5-0.5B 0.49B, Qwen2.5-1.5B 1.54B, Llama-3.2-1B 1.24B, Qwen3-0.6B 0.6B.
   expected = {"qwen2.5-0.5b": 0.494e9, "qwen2.5-1.5b": 1.544e9, "llama3.2-1b": 1.236e9,
