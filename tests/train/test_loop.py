@@ -25,16 +25,23 @@ NUM_STEPS = 8
 _TIMING = ("time", "time/", "tokens/")
 
 
-def _command(workdir):
-  return [
-      sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
-      "--config.task.kwargs.max_value=3", "--config.sft.num_steps=40",
-      "--config.sft.batch_size=16", f"--config.rl.num_steps={NUM_STEPS}",
-      "--config.rl.num_prompts=4", "--config.rl.num_samples=4", "--config.rl.max_new_tokens=3",
-      "--config.eval.num_prompts=0", "--config.checkpoint.every=2",
-      "--config.model.overrides.hidden_size=32", "--config.model.overrides.intermediate_size=64",
-      "--config.model.overrides.num_layers=1",
-  ]
+def _command(workdir, config_file):
+  return [sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
+          f"--config={config_file}", "--config.checkpoint.every=2"]
+
+
+def _config_file(tmp_path, objective="grpo", num_steps=NUM_STEPS, sft_steps=40):
+  """A config file whose ``get_config()`` is this module's :func:`_tiny_config`."""
+  path = tmp_path / "tiny_config.py"
+  path.write_text(
+      "import importlib.util\n"
+      "def get_config():\n"
+      f"  spec = importlib.util.spec_from_file_location('_tiny', {os.path.abspath(__file__)!r})\n"
+      "  module = importlib.util.module_from_spec(spec)\n"
+      "  spec.loader.exec_module(module)\n"
+      f"  return module._tiny_config({objective!r}, num_steps={num_steps}, "
+      f"sft_steps={sft_steps})\n")
+  return str(path)
 
 
 def _env():
@@ -53,10 +60,11 @@ def _comparable(record):
 
 def test_sigkilled_run_resumes_with_the_same_metric_trajectory(tmp_path):
   reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
-  subprocess.run(_command(reference_dir), cwd=REPO, env=_env(), check=True, timeout=600,
+  config_file = _config_file(tmp_path)
+  subprocess.run(_command(reference_dir, config_file), cwd=REPO, env=_env(), check=True, timeout=600,
                  capture_output=True)
 
-  proc = subprocess.Popen(_command(killed_dir), cwd=REPO, env=_env(),
+  proc = subprocess.Popen(_command(killed_dir, config_file), cwd=REPO, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   metrics_path = killed_dir / "metrics.jsonl"
   deadline = time.time() + 600
@@ -70,7 +78,7 @@ def test_sigkilled_run_resumes_with_the_same_metric_trajectory(tmp_path):
   assert proc.returncode == -signal.SIGKILL
   assert 2 <= steps_before_kill < NUM_STEPS, "the run finished before it could be killed"
 
-  resumed = subprocess.run(_command(killed_dir), cwd=REPO, env=_env(), timeout=600,
+  resumed = subprocess.run(_command(killed_dir, config_file), cwd=REPO, env=_env(), timeout=600,
                            capture_output=True, text=True)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "resumed from step" in resumed.stdout
@@ -134,22 +142,48 @@ def test_heldout_examples_are_distinct_and_never_in_training():
   assert not train & {e.prompt for e in heldout}
 
 
-def _tiny_config(objective):
+def _tiny_config(objective, *, num_steps=2, sft_steps=20):
+  """A tiny run (operands 0..3, a 1-layer width-32 model) with every RL, SFT and optimizer field
+  the tests rely on set here, so that changing the demo's defaults does not change these tests."""
   from experiments.configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
+  config.seed = 0
+  config.task.kwargs.min_value = 0
   config.task.kwargs.max_value = 3
-  config.sft.num_steps = 20
+  config.task.kwargs.ops = "+"
+  config.task.kwargs.heldout_fraction = 0.2
+  config.data.prompt_buckets = (8, 16)
+  config.data.add_bos = True
+  config.sft.num_steps = sft_steps
   config.sft.batch_size = 16
+  config.sft.seed = 1
+  config.sft.optimizer = dict(name="adamw", learning_rate=3e-3, schedule="cosine",
+                              warmup_steps=50, decay_steps=0, weight_decay=0.0, grad_clip=1.0)
   config.rl.objective = objective
-  config.rl.num_steps = 2
+  config.rl.objective_overrides = {}
+  config.rl.num_steps = num_steps
   config.rl.num_prompts = 4
   config.rl.num_samples = 4
   config.rl.max_new_tokens = 3
+  config.rl.temperature = 1.0
+  config.rl.top_p = None
+  config.rl.top_k = None
+  config.rl.num_iterations = 1
+  config.rl.num_mini_batches = 1
+  config.rl.num_micro_batches = 1
+  config.rl.recompute_old_logprobs = False
+  config.rl.chunk_size = 8
+  config.rl.ref_refresh_steps = 0
+  config.optimizer = dict(name="adamw", learning_rate=1e-4, schedule="constant",
+                          warmup_steps=10, weight_decay=0.0, grad_clip=1.0, b1=0.9, b2=0.999,
+                          eps=1e-8)
   config.eval.num_prompts = 0
+  config.eval.every = 0
   config.checkpoint.every = 0
-  config.model.overrides.hidden_size = 32
-  config.model.overrides.intermediate_size = 64
-  config.model.overrides.num_layers = 1
+  config.model.preset = "tiny"
+  config.model.hf_dir = ""
+  config.model.overrides = dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
+                                num_kv_heads=4, head_dim=16, max_position_embeddings=64)
   return config
 
 
