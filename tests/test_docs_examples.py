@@ -146,11 +146,12 @@ def test_python_examples_run(page, tmp_path):
   if returncode != 0:
     failed = re.search(r"^FAILED block at line (\d+)", output, re.MULTILINE)
     if failed is None:
-      pytest.fail(f"{page}: the examples' process exited with {returncode}\n{output[-4000:]}")
+      pytest.fail(f"{page}: the examples' process exited with {returncode}\n{output[-4000:]}",
+                pytrace=False)
     line = int(failed.group(1))
     first = next(b.first_line for b in blocks if b.line == line)
     pytest.fail(f"{page}: the python block at line {line} ({first!r}) failed:\n"
-                f"{output[failed.start():][-4000:]}")
+                f"{output[failed.start():][-4000:]}", pytrace=False)
   ran = re.findall(r"^RAN block at line (\d+)", output, re.MULTILINE)
   assert len(ran) == sum(b.skip is None for b in blocks), output[-4000:]
 
