@@ -15,9 +15,12 @@ Prints one JSON object:
   or the device's known bf16 dense peak (null on a CPU);
 * ``jax.generated_tokens_per_s``: ``generate`` with ``--gen_prompts`` x ``--gen_samples`` and
   ``--completion_len`` new tokens (stop tokens ignored);
-* ``torch``: the same shape through ``transformers`` (random Qwen2/Llama weights), a plain eager
-  forward + backward + ``torch.optim.AdamW`` step, when torch is installed (``--torch=false`` to
-  skip); ``speedup`` = jax / torch trained tokens per second.
+* ``torch``: the same shape through ``transformers`` (random Qwen2/Llama weights, its default
+  attention, SDPA), a plain eager forward + backward + ``torch.optim.AdamW`` step, when torch is
+  installed (``--torch=false`` to skip), twice: ``full_lm`` (the LM loss over every position, the
+  usual "training step") and ``completion_head`` (the LM head and loss on the completion positions
+  only, which is the work of the RL update); ``speedup`` = jax / torch trained tokens per second
+  for each. Both sides count ``batch * (prompt_len + completion_len)`` tokens.
 
 Runs unchanged on CPU, GPU or TPU (the device is whatever JAX and torch pick by default).
 """
@@ -44,16 +47,25 @@ _PRESET = flags.DEFINE_string("preset", "tiny", "Model preset (rlvr_jax.models.c
 _BATCH = flags.DEFINE_integer("batch", 8, "Sequences per update.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per sequence.")
 _COMPLETION_LEN = flags.DEFINE_integer("completion_len", 64, "Completion tokens per sequence.")
-_DTYPE = flags.DEFINE_string("dtype", "float32", "Compute dtype (params stay float32).")
+_DTYPE = flags.DEFINE_string("dtype", "float32", "Compute dtype.")
+_PARAM_DTYPE = flags.DEFINE_string("param_dtype", "float32",
+                                   "Parameter (and optimizer state) dtype.")
 _MICRO = flags.DEFINE_integer("micro_batches", 1, "Gradient-accumulation micro-batches.")
 _CHUNK = flags.DEFINE_integer("chunk_size", 128, "Log-prob chunk over the sequence (0: none).")
 _REMAT = flags.DEFINE_bool("remat", False, "Rematerialise each decoder block.")
+_REMAT_POLICY = flags.DEFINE_enum("remat_policy", "nothing", ["nothing", "dots"],
+                                  "What a rematerialised block keeps (ModelConfig.remat_policy).")
+_UNROLL = flags.DEFINE_integer("scan_unroll", 1, "Decoder blocks per layer-scan iteration.")
+_ATTENTION = flags.DEFINE_enum("attention", "einsum", ["einsum", "flash"],
+                               "Training attention kernel (ModelConfig.attention).")
 _OBJECTIVE = flags.DEFINE_string("objective", "dapo", "Objective preset (no reference needed).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps (compilation).")
 _GEN_PROMPTS = flags.DEFINE_integer("gen_prompts", 4, "Prompts for the generation benchmark.")
 _GEN_SAMPLES = flags.DEFINE_integer("gen_samples", 4, "Samples per prompt (0: skip generation).")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s for MFU (0: from the device kind).")
+_BREAKDOWN = flags.DEFINE_bool("breakdown", False,
+                                "Also time the forward alone and forward + backward alone.")
 _TORCH = flags.DEFINE_bool("torch", True, "Also time a plain torch forward+backward+AdamW step.")
 
 # Dense bf16 peaks (no sparsity) by jax device_kind substring.
@@ -125,8 +137,19 @@ def bench_jax(config) -> dict:
 
   step_s = _timed(one_step, _STEPS.value, _WARMUP.value)
   tokens = b * (s + t)
-  result = {"update_s": step_s, "trained_tokens_per_s": tokens / step_s,
-            "model_tflops_per_s": flops_per_token(config, s + t) * tokens / step_s / 1e12}
+  result = {}
+  if _BREAKDOWN.value:
+    # Where the update's time goes: the policy forward alone (log-probs and entropy), forward +
+    # backward of a log-prob loss (no objective, no optimizer), and the rest by difference.
+    params_now = holder[0].params
+    args = (batch.prompt_tokens, batch.prompt_mask, batch.completion_tokens,
+            batch.loss.mask > 0)
+    forward = jax.jit(logprob_fn)
+    grad = jax.jit(jax.grad(lambda p: jnp.sum(logprob_fn(p, *args)[0])))
+    result["forward_s"] = _timed(lambda: forward(params_now, *args)[0], _STEPS.value, 1)
+    result["forward_backward_s"] = _timed(lambda: grad(params_now), _STEPS.value, 1)
+  result.update({"update_s": step_s, "trained_tokens_per_s": tokens / step_s,
+            "model_tflops_per_s": flops_per_token(config, s + t) * tokens / step_s / 1e12})
   peak = _peak_tflops()
   result["mfu"] = result["model_tflops_per_s"] / peak if peak else None
 
@@ -161,43 +184,57 @@ def bench_torch(config) -> dict:
         attention_bias=config.attention_bias, **kwargs))
   model = model.to(device=device, dtype=dtype)
   opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-  b, n = _BATCH.value, _PROMPT_LEN.value + _COMPLETION_LEN.value
+  b, s, n = _BATCH.value, _PROMPT_LEN.value, _PROMPT_LEN.value + _COMPLETION_LEN.value
   ids = torch.randint(0, config.vocab_size, (b, n), device=device)
 
-  def one_step():
-    loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
+  def full_lm_step():  # the plain step: LM loss over every position
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+  def completion_head_step():  # the RL update's work: the LM head on completion positions only
+    hidden = model.model(input_ids=ids).last_hidden_state[:, s - 1:-1]
+    logits = model.lm_head(hidden).float()
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, s:].flatten()).backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
 
   sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-  for _ in range(_WARMUP.value):
-    one_step()
-  sync()
-  start = time.perf_counter()
-  for _ in range(_STEPS.value):
-    one_step()
-  sync()
-  step_s = (time.perf_counter() - start) / _STEPS.value
-  return {"device": device, "update_s": step_s, "trained_tokens_per_s": b * n / step_s,
-          "model_tflops_per_s": flops_per_token(config, n) * b * n / step_s / 1e12}
+  result = {"device": device, "attn_implementation": model.config._attn_implementation}  # pylint: disable=protected-access
+  for name, one_step in (("full_lm", full_lm_step), ("completion_head", completion_head_step)):
+    for _ in range(_WARMUP.value):
+      one_step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(_STEPS.value):
+      one_step()
+    sync()
+    step_s = (time.perf_counter() - start) / _STEPS.value
+    result[name] = {"update_s": step_s, "trained_tokens_per_s": b * n / step_s,
+                    "model_tflops_per_s": flops_per_token(config, n) * b * n / step_s / 1e12}
+  return result
 
 
 def main(argv):
   del argv
-  config = model_config_lib.preset(_PRESET.value, dtype=_DTYPE.value, remat=_REMAT.value)
+  config = model_config_lib.preset(_PRESET.value, dtype=_DTYPE.value, remat=_REMAT.value,
+                                   attention=_ATTENTION.value, param_dtype=_PARAM_DTYPE.value,
+                                   scan_unroll=_UNROLL.value, remat_policy=_REMAT_POLICY.value)
   result = {
       "preset": _PRESET.value, "batch": _BATCH.value, "prompt_len": _PROMPT_LEN.value,
       "completion_len": _COMPLETION_LEN.value, "dtype": _DTYPE.value,
+      "param_dtype": _PARAM_DTYPE.value,
       "micro_batches": _MICRO.value, "chunk_size": _CHUNK.value, "remat": _REMAT.value,
+      "remat_policy": _REMAT_POLICY.value, "attention": _ATTENTION.value, "scan_unroll": _UNROLL.value,
       "objective": _OBJECTIVE.value, "device": jax.devices()[0].device_kind,
       "num_devices": jax.device_count(), "jax": bench_jax(config),
   }
   if _TORCH.value:
     try:
       result["torch"] = bench_torch(config)
-      result["speedup"] = (result["jax"]["trained_tokens_per_s"]
-                           / result["torch"]["trained_tokens_per_s"])
+      result["speedup"] = {
+          name: result["jax"]["trained_tokens_per_s"] / result["torch"][name][
+              "trained_tokens_per_s"] for name in ("full_lm", "completion_head")}
     except ImportError:
       result["torch"] = None
   print(json.dumps(result, indent=2))

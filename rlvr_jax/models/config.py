@@ -15,6 +15,7 @@ import jax.numpy as jnp
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 _DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_KINDS = ("einsum", "flash")
+REMAT_POLICIES = ("nothing", "dots")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +46,17 @@ class ModelConfig:
       Attention scores, softmax, RMSNorm statistics and logits are always float32.
     param_dtype: storage dtype of parameters.
     remat: rematerialise each decoder block in the backward pass (``nn.remat``).
+    remat_policy: what a rematerialised block keeps from its forward pass: ``"nothing"`` (recompute
+      the whole block) or ``"dots"`` (keep the matmul outputs,
+      ``jax.checkpoint_policies.dots_with_no_batch_dims_saveable``; recompute the elementwise ops).
     attention: the uncached (training/scoring) attention kernel. ``"einsum"``: explicit scores
       under any mask, float32 softmax, portable. ``"flash"``: ``jax.nn.dot_product_attention``,
       which is cuDNN's fused flash attention on a GPU in bf16/fp16 (never materialises the
       ``[B, H, T, T]`` scores) and XLA elsewhere; it needs each row's real tokens contiguous (left
       and/or right padding only, as every batch rlvr_jax builds is). The cached path (generation)
       always uses ``"einsum"``.
+    scan_unroll: decoder blocks per iteration of the layer loop (``nn.scan``'s ``unroll``); more
+      gives XLA room to overlap and fuse across layers at the cost of compile time.
     architecture: ``"llama"``, ``"qwen2"`` or ``"qwen3"``: the HF family used for import/export.
   """
 
@@ -72,19 +78,23 @@ class ModelConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: bool = False
+  remat_policy: str = "nothing"
   attention: str = "einsum"
+  scan_unroll: int = 1
   architecture: str = "llama"
 
   def __post_init__(self):
     if self.architecture not in ARCHITECTURES:
       raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"remat_policy must be one of {REMAT_POLICIES}, got {self.remat_policy!r}")
     if self.attention not in ATTENTION_KINDS:
       raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
     for name in ("dtype", "param_dtype"):
       if getattr(self, name) not in _DTYPES:
         raise ValueError(f"{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                 "num_kv_heads", "head_dim"):
+                 "num_kv_heads", "head_dim", "scan_unroll"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     if self.num_heads % self.num_kv_heads:

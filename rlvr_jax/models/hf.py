@@ -307,8 +307,8 @@ class _Checkpoint:
 
 
 def load_hf(path: str, *, dtype: str = "float32", param_dtype: str = "float32",
-            remat: bool = False, mesh: Optional[jax.sharding.Mesh] = None
-            ) -> Tuple[ModelConfig, Params]:
+            remat: bool = False, mesh: Optional[jax.sharding.Mesh] = None,
+            **runtime: Any) -> Tuple[ModelConfig, Params]:
   """Loads a local HF checkpoint directory into ``(ModelConfig, params)``.
 
   Args:
@@ -320,6 +320,8 @@ def load_hf(path: str, *, dtype: str = "float32", param_dtype: str = "float32",
     mesh: if given, each parameter goes straight to its sharding from
       ``partition.param_partition_specs`` (no full copy on one device); otherwise parameters are
       placed on the default device.
+    **runtime: other ``ModelConfig`` fields that do not change the checkpoint's function
+      (``remat_policy``, ``attention``, ``scan_unroll``).
 
   Returns:
     The config and the ``params`` collection for ``Transformer(config).apply({"params": ...})``.
@@ -335,6 +337,10 @@ def load_hf(path: str, *, dtype: str = "float32", param_dtype: str = "float32",
     raise FileNotFoundError(f"no config.json in {path}")
   with open(config_path, encoding="utf-8") as f:
     config = config_from_hf(json.load(f), dtype=dtype, param_dtype=param_dtype, remat=remat)
+  unknown = set(runtime) - {"remat_policy", "attention", "scan_unroll"}
+  if unknown:
+    raise TypeError(f"load_hf got unexpected runtime options {sorted(unknown)}")
+  config = config.replace(**runtime)
   ckpt = _Checkpoint(path)
   target = np.dtype(config.params_dtype)
   used = set()

@@ -337,9 +337,12 @@ class Transformer(nn.Module):
 
     block = DecoderBlock
     if cfg.remat:
-      block = nn.remat(block, prevent_cse=False)
+      policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+                if cfg.remat_policy == "dots" else None)
+      block = nn.remat(block, prevent_cse=False, policy=policy)
     layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                     in_axes=(nn.broadcast,) * 5, length=cfg.num_layers)(cfg, name="layers")
+                     in_axes=(nn.broadcast,) * 5, length=cfg.num_layers,
+                     unroll=cfg.scan_unroll)(cfg, name="layers")
     (x, kv, _), _ = layers((x, kv, jnp.zeros((), jnp.int32)), cos, sin, allowed, cache_index,
                            kv_lengths)
     if flash:

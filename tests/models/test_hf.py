@@ -118,6 +118,11 @@ def test_parity_and_export_round_trip(family, tmp_path):
   np.testing.assert_allclose(_hf_logits(reloaded, tokens, positions, mask)[mask],
                              expected[mask], atol=1e-6, rtol=0)
   assert hf.load_hf(out)[0] == cfg
+  # Runtime options ride along without touching the checkpoint's function; others are refused.
+  flash = hf.load_hf(out, attention="flash", remat_policy="dots")[0]
+  assert flash == cfg.replace(attention="flash", remat_policy="dots")
+  with pytest.raises(TypeError, match="vocab_size"):
+    hf.load_hf(out, vocab_size=8)
 
 
 def test_cached_decoding_matches_transformers(tmp_path):

@@ -259,10 +259,15 @@ def test_remat_gives_same_values_and_gradients(tiny_params):
 
   grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
   v0, g0 = grad(params, cfg)
-  v1, g1 = grad(params, cfg.replace(remat=True))
-  np.testing.assert_allclose(v0, v1, rtol=1e-5)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
-                         g0, g1)
+  # Full recompute, keeping the matmul outputs, and two blocks per scan iteration.
+  for variant in (cfg.replace(remat=True), cfg.replace(remat=True, remat_policy="dots"),
+                  cfg.replace(scan_unroll=2)):
+    v1, g1 = grad(params, variant)
+    np.testing.assert_allclose(v0, v1, rtol=1e-5)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                           g0, g1)
+  with pytest.raises(ValueError, match="remat_policy"):
+    cfg.replace(remat_policy="everything")
 
 
 def test_flash_attention_equals_einsum_on_padded_rows(tiny_params):
