@@ -1,7 +1,7 @@
 r"""Throughput and MFU of the jit'd RL update step (and of generation), with a torch baseline.
 
   python benchmarks/train_step.py --preset=qwen2.5-0.5b --batch=16 --prompt_len=512 \
-      --completion_len=512 --dtype=bfloat16
+      --completion_len=512 --dtype=bfloat16 --attention=flash --remat --remat_policy=dots
   python benchmarks/train_step.py --preset=tiny --batch=8 --prompt_len=32 --completion_len=32
 
 Prints one JSON object:
