@@ -35,6 +35,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from rlvr_jax.data import task as task_lib
+
 GroupBatch = Mapping[str, np.ndarray]
 
 
@@ -230,6 +232,35 @@ def pad_groups(groups: Sequence[np.ndarray], size: int,
   return out, valid
 
 
+def dars_merge(stage1: GroupBatch, extra: GroupBatch, owner: np.ndarray,
+               size: int) -> Dict[str, np.ndarray]:
+  """DARS stage 3: each prompt's extra rollouts appended to its stage-1 group, padded to ``size``.
+
+  Args:
+    stage1: group batch ``[P, N, ...]``.
+    extra: the extra samples as flat rows ``[E, ...]`` (same keys as ``stage1``).
+    owner: ``[E]`` int, the prompt (group index) each extra row belongs to; rows keep their order.
+    size: the padded group size (``n_max``).
+
+  Returns:
+    ``[P, size, ...]`` arrays (group ``p`` holds its ``N`` stage-1 samples, then its extra ones,
+    then zeros) plus ``valid`` ``[P, size]`` bool, True on real samples (a prefix of each row).
+  """
+  owner = np.asarray(owner)
+  num_groups = next(iter(stage1.values())).shape[0]
+  if set(stage1) != set(extra):
+    raise ValueError(f"stage1 and extra keys differ: {sorted(set(stage1) ^ set(extra))}.")
+  _check_group_batch(stage1, num_groups)
+  _check_group_batch(extra, owner.shape[0])
+  out, valid = {}, None
+  for key in stage1:
+    groups = [np.concatenate([np.asarray(stage1[key][p]), np.asarray(extra[key])[owner == p]])
+              for p in range(num_groups)]
+    out[key], valid = pad_groups(groups, size)
+  out["valid"] = valid
+  return out
+
+
 # --- Scaf-GRPO ------------------------------------------------------------------------------------
 
 # The tiers of the released code (Planning is commented out there): levels 1-4 Knowledge,
@@ -329,6 +360,70 @@ def scaf_replace(group: GroupBatch, replacement: Mapping[str, np.ndarray], *,
   return out
 
 
+def scaf_hinted_examples(example: task_lib.Example, hints: Mapping[str, Sequence[str]], *,
+                         tiers: Sequence[Tuple[str, str]] = SCAF_TIERS,
+                         parts_per_tier: int = 4) -> List[Tuple[int, task_lib.Example]]:
+  """``(level, hinted example)`` pairs of one example, lowest level first.
+
+  Chat prompts follow the reference code: the last user turn becomes
+  ``"Question: {question}\n{label}: {parts}"`` (:func:`scaf_hint_prompts`), the other messages
+  (the task's own system prompt) are kept. Plain-text prompts (completion-style, e.g.
+  ``"12+7="``) get the hint *before* the question, ``"{label}: {parts}\n{prompt}"``, so the
+  completion still continues the question; this placement is ours, the reference has only chat.
+  The answer, verifier and metadata are unchanged: the verifier scores the hinted completion
+  against the same gold answer.
+  """
+  prompt = example.prompt
+  if isinstance(prompt, str):
+    question = prompt
+  else:
+    users = [i for i, m in enumerate(prompt) if m.get("role") == "user"]
+    if not users:
+      raise ValueError("A chat prompt needs a user message to attach hints to.")
+    question = prompt[users[-1]]["content"]
+  out = []
+  for hinted in scaf_hint_prompts(question, hints, tiers=tiers, parts_per_tier=parts_per_tier,
+                                  system=None):
+    content = hinted.prompt[-1]["content"]
+    if isinstance(prompt, str):
+      hint_line = content.split("\n", 1)[1]  # "{label}: {parts}"
+      new_prompt: task_lib.Prompt = f"{hint_line}\n{prompt}"
+    else:
+      new_prompt = [dict(m) for m in prompt]
+      new_prompt[users[-1]]["content"] = content
+    out.append((hinted.level, dataclasses.replace(example, prompt=new_prompt)))
+  return out
+
+
+def procedural_hints(example: task_lib.Example) -> Optional[Dict[str, List[str]]]:
+  """Scaf-GRPO hints of an example: ``metadata['hints']`` when present, else cheap hints derived
+  from the gold answer for the procedural tasks, else None (the group is not hinted).
+
+  * ``procedural/integer`` (arithmetic): knowledge ``"{n} characters."``; solution parts
+    ``"Starts {answer[:k]}."`` for growing ``k`` (the last gives it all). Short, because the
+    char-level demo's prompts are short (the hinted prompt must fit ``data.prompt_buckets``).
+  * ``procedural/countdown``: knowledge ``"Use each number at most once."``; solution parts:
+    growing quarters of ``metadata['solution']``.
+
+  These stand in for the paper's LLM-written hints (the mechanism, not the hint quality, is
+  what they exercise); a dataset task must provide ``metadata['hints']``
+  (``{"knowledge": [...], "solution": [...]}``).
+  """
+  metadata = example.metadata or {}
+  if "hints" in metadata:
+    return {k: list(v) for k, v in metadata["hints"].items()}
+  answer = str(example.answer)
+  if example.verifier == "procedural/integer":
+    return {"knowledge": [f"{len(answer)} characters."],
+            "solution": [f"Starts {answer[:k]}." for k in range(1, len(answer) + 1)]}
+  if example.verifier == "procedural/countdown" and metadata.get("solution"):
+    solution = str(metadata["solution"])
+    cuts = [max(1, -(-k * len(solution) // 4)) for k in range(1, 5)]
+    return {"knowledge": ["Use each number at most once."],
+            "solution": [f"Begin with {solution[:c]}" for c in cuts]}
+  return None
+
+
 # --- ViSurf ---------------------------------------------------------------------------------------
 
 
@@ -364,6 +459,80 @@ def inject_ground_truth(batch: GroupBatch, reference: Mapping[str, np.ndarray]) 
   is_injected[:, -1] = True
   out["is_injected"] = is_injected
   return out
+
+
+def gold_completion(example: task_lib.Example) -> str:
+  """ViSurf's ground-truth completion ``y*``: ``metadata['sft_target']`` when the task provides
+  one (the answer rendered in the task's answer format, as the SFT warm-up uses), else the
+  bare gold answer (the procedural tasks' completion format)."""
+  metadata = example.metadata or {}
+  return str(metadata.get("sft_target", example.answer))
+
+
+def completion_arrays(token_ids: Sequence[Sequence[int]], width: int,
+                      pad_id: int) -> Dict[str, np.ndarray]:
+  """Token-id lists (stop token included) as rollout-like arrays of ``width`` columns.
+
+  Returns ``tokens [N, width]`` int32 (``pad_id`` after the end), ``lengths [N]`` int32
+  (``min(len, width)``), ``mask [N, width]`` float32 and ``truncated [N]`` float32 (1 where the
+  sequence did not fit, as a rollout cut at ``max_new_tokens``).
+  """
+  n = len(token_ids)
+  tokens = np.full((n, width), pad_id, np.int32)
+  lengths = np.zeros(n, np.int32)
+  truncated = np.zeros(n, np.float32)
+  for i, ids in enumerate(token_ids):
+    ids = list(ids)
+    lengths[i] = min(len(ids), width)
+    truncated[i] = float(len(ids) > width)
+    tokens[i, :lengths[i]] = ids[:lengths[i]]
+  mask = (np.arange(width)[None] < lengths[:, None]).astype(np.float32)
+  return {"tokens": tokens, "lengths": lengths, "mask": mask, "truncated": truncated}
+
+
+# --- LaSeR ----------------------------------------------------------------------------------------
+
+
+def append_self_reward_token(tokens: np.ndarray, lengths: np.ndarray, truncated: np.ndarray,
+                             token_id: int, pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
+  """LaSeR (arXiv 2510.14943): the token ``z_c`` right after each finished response's stop token.
+
+  ``tokens [B, T]`` gain one column: ``[B, T+1]``. A finished response (``truncated`` 0) of
+  ``lengths[b]`` tokens (stop token included) gets ``z_c`` at position ``lengths[b]``, so the
+  teacher-forced log-prob there is ``log π(z_c | q, o_b, eos)``; a truncated one gets nothing
+  (the official code appends ``z_c`` to finished responses only) and position ``T``, a pad column.
+
+  Returns:
+    ``(tokens [B, T+1] int32, positions [B] int32)``.
+  """
+  tokens = np.asarray(tokens)
+  lengths = np.asarray(lengths)
+  truncated = np.asarray(truncated).astype(bool)
+  if tokens.ndim != 2 or lengths.shape != tokens.shape[:1] or truncated.shape != lengths.shape:
+    raise ValueError(f"tokens must be [B, T], lengths and truncated [B]; got {tokens.shape}, "
+                     f"{lengths.shape}, {truncated.shape}.")
+  b, t = tokens.shape
+  out = np.concatenate([tokens, np.full((b, 1), pad_id, tokens.dtype)], axis=1).astype(np.int32)
+  positions = np.where(truncated, t, lengths).astype(np.int32)
+  finished = np.flatnonzero(~truncated)
+  out[finished, positions[finished]] = token_id
+  return out, positions
+
+
+def laser_self_rewards(token_logprobs: np.ndarray, positions: np.ndarray, truncated: np.ndarray,
+                       *, beta_v: float, c_ref: float, temperature: float) -> np.ndarray:
+  """LaSeR self-rewards ``r_s = β_v·(T·log π_old(z_c | q, o, eos) − c_ref)`` ``[B]`` float32.
+
+  ``token_logprobs [B, T+1]`` are the old policy's teacher-forced (temperature-scaled) log-probs
+  of the sequences from :func:`append_self_reward_token`; ``positions`` its ``z_c`` positions.
+  Truncated responses score 0 (they have no ``z_c``; ``advantages.mix_self_reward`` also zeroes
+  them).
+  """
+  token_logprobs = np.asarray(token_logprobs, np.float64)
+  positions = np.asarray(positions)
+  lp = np.take_along_axis(token_logprobs, positions[:, None].astype(np.int64), axis=1)[:, 0]
+  r_s = beta_v * (temperature * lp - c_ref)
+  return np.where(np.asarray(truncated).astype(bool), 0.0, r_s).astype(np.float32)
 
 
 # --- Loss-mask stages -----------------------------------------------------------------------------

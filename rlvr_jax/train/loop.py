@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import itertools
 import json
 import os
@@ -280,19 +281,130 @@ def make_advantage_fn(objective) -> Callable[[types.AdvantageInputs], Tuple[jax.
   return jax.jit(fn)
 
 
-# What the loop puts in ``AdvantageInputs`` (fields and ``extras``) for an advantage stage to read.
+# What the loop puts in ``AdvantageInputs`` (fields and ``extras``) for an advantage stage to read:
+# ``greedy_rewards`` [P] (ReMax) and ``self_rewards`` [P, G] (LaSeR) only for objectives that read
+# them, since each costs a generation or a forward pass.
 ADVANTAGE_INPUTS = ("rewards", "mask", "tokens", "lengths", "truncated", "token_rewards",
-                    "old_logprobs", "ref_logprobs", "step")
+                    "old_logprobs", "ref_logprobs", "step", "greedy_rewards", "self_rewards")
 
 
 def check_objective_inputs(objective) -> None:
   """Fails at start-up, not mid-run, when the objective's advantage stage reads an input this loop
-  does not produce (ReMax's ``greedy_rewards``, LaSeR's ``self_rewards``)."""
+  does not produce (a user objective's own ``extras`` key)."""
   missing = sorted(set(getattr(objective.advantage, "reads", ())) - set(ADVANTAGE_INPUTS))
   if missing:
     raise NotImplementedError(
-        f"Objective {objective.name!r} reads {missing}, which the RL loop does not produce yet "
+        f"Objective {objective.name!r} reads {missing}, which the RL loop does not produce "
         f"(it provides {list(ADVANTAGE_INPUTS)}); use the objective from your own loop.")
+
+
+def _reads(objective, name: str) -> bool:
+  return name in set(getattr(objective.advantage, "reads", ()))
+
+
+def _stage_dict(rl: ml_collections.ConfigDict, name: str) -> Dict[str, Any]:
+  """``config.rl.<name>`` as a dict; absent, empty or ``enabled=False`` is ``{}`` (off)."""
+  value = rl.get(name, None) or {}
+  value = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else dict(value)
+  if not value or value.pop("enabled", True) is False:
+    return {}
+  return dict(value, enabled=True)
+
+
+def _with_defaults(name: str, given: Dict[str, Any], defaults: Dict[str, Any]) -> Dict[str, Any]:
+  given = {k: v for k, v in given.items() if k != "enabled"}
+  unknown = sorted(set(given) - set(defaults))
+  if unknown:
+    raise ValueError(f"config.rl.{name} has unknown keys {unknown}; known: {sorted(defaults)}.")
+  return {**defaults, **given}
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSettings:
+  """The data stages a run uses, with their defaults filled in (see ``docs/training.md``).
+
+  Attributes:
+    dars: DARS settings (``schedule``, ``n_max``, ``use_std``, ``upper``) or None.
+    scaf: Scaf-GRPO settings (``warmup_steps``, ``parts_per_tier``) or None.
+    visurf: ViSurf settings (no keys yet; ``{}`` when on) or None.
+    greedy: ReMax's greedy rollout per prompt (the objective reads ``greedy_rewards``).
+    laser: LaSeR settings (``token_id``, ``beta_v``, ``c_ref``, ``temperature``) or None.
+    group_width: samples per group in the update batch: ``n_max`` (DARS), ``G + 1`` (ViSurf)
+      or ``G``.
+  """
+
+  dars: Optional[Dict[str, Any]]
+  scaf: Optional[Dict[str, Any]]
+  visurf: Optional[Dict[str, Any]]
+  greedy: bool
+  laser: Optional[Dict[str, Any]]
+  group_width: int
+
+
+def self_reward_token_id(tokenizer, token: Any = None) -> int:
+  """LaSeR's ``z_c`` id: ``token`` (an id or a token string) if given, else the first of Qwen's
+  ``<|vision_start|>`` (151652, the official choice), Llama-3's ``<|reserved_special_token_0|>``
+  (128002) and the tokenizer's ``unk_token`` found in the vocabulary."""
+  if isinstance(token, int):
+    return token
+  vocab = tokenizer.get_vocab()
+  candidates = [token] if token else ["<|vision_start|>", "<|reserved_special_token_0|>",
+                                      tokenizer.unk_token]
+  for candidate in candidates:
+    if candidate is not None and candidate in vocab:
+      return int(vocab[candidate])
+  raise ValueError(f"No self-reward token among {candidates} in the vocabulary; set "
+                   "config.rl.laser.token to a rarely used token (string or id).")
+
+
+def resolve_stages(config: ml_collections.ConfigDict, objective, tokenizer) -> StageSettings:
+  """Reads ``config.rl.{dars,scaf,visurf,laser}`` and the objective's inputs; checks combinations.
+
+  Raises:
+    ValueError: unknown keys, or stages that cannot be combined (DARS changes group sizes, so it
+      excludes dynamic sampling, Scaf-GRPO and ViSurf).
+  """
+  rl = config.rl
+  group_size = rl.num_samples
+  dars = _stage_dict(rl, "dars")
+  if dars:
+    schedule = dars.get("schedule", "ET")
+    dars = _with_defaults("dars", dars, dict(
+        schedule=schedule, n_max=(4 if schedule == "ET" else 8) * group_size, use_std=False,
+        upper=1.0))
+    if dars["n_max"] < group_size:
+      raise ValueError(f"config.rl.dars.n_max ({dars['n_max']}) must be >= num_samples.")
+  scaf = _stage_dict(rl, "scaf")
+  scaf = _with_defaults("scaf", scaf, dict(warmup_steps=50, parts_per_tier=4)) if scaf else None
+  visurf = _stage_dict(rl, "visurf")
+  visurf = _with_defaults("visurf", visurf, {}) if visurf else None
+  dynamic = (rl.get("dynamic_sampling", {}) or {}).get("enabled")
+  if dars and (scaf or visurf is not None or dynamic):
+    raise ValueError("DARS cannot be combined with dynamic sampling, Scaf-GRPO or ViSurf: it "
+                     "changes the group sizes they rely on.")
+  laser = None
+  if _reads(objective, "self_rewards"):
+    from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
+    given = _stage_dict(rl, "laser")
+    params = {k: v.default for k, v in inspect.signature(presets.laser).parameters.items()
+              if k in ("beta_v", "c_ref", "temperature")}
+    if rl.objective == "laser":
+      overlap = sorted(set(given) & set(params))
+      if overlap:
+        raise ValueError(f"Set {overlap} in config.rl.objective_overrides (the laser preset's "
+                         "loss reads them there), not in config.rl.laser.")
+      params.update({k: v for k, v in dict(rl.get("objective_overrides", {})).items()
+                     if k in params})
+    laser = _with_defaults("laser", given, {**params, "token": None})
+    if laser["temperature"] != rl.temperature:
+      raise ValueError(f"LaSeR's temperature ({laser['temperature']}) must equal "
+                       f"config.rl.temperature ({rl.temperature}): it undoes the log-probs' "
+                       "temperature scaling.")
+    laser["token_id"] = self_reward_token_id(tokenizer, laser.pop("token"))
+  width = dars["n_max"] if dars else group_size + (1 if visurf is not None else 0)
+  return StageSettings(dars=dars or None, scaf=scaf, visurf=visurf,
+                       greedy=_reads(objective, "greedy_rewards"), laser=laser,
+                       group_width=width)
 
 
 def _left_pad(x: np.ndarray, width: int, value) -> np.ndarray:
@@ -340,6 +452,36 @@ def _fill_groups(kept: Dict[str, np.ndarray], filler: Dict[str, np.ndarray], num
   if not kept:
     return extra
   return {k: np.concatenate([kept[k], extra[k]]) for k in kept}
+
+
+# Offset of the PRNG streams of stage generations (DARS 0, Scaf-GRPO 1, ReMax greedy 2) from
+# those of the dynamic-sampling rounds (0, 1, ...), which it never reaches.
+_STAGE_STREAM = 1 << 20
+
+
+def _with_stage_keys(group: Dict[str, np.ndarray], ids: Sequence[int]) -> Dict[str, np.ndarray]:
+  """Adds the per-sample keys the data stages read and write, ``[P, G]`` each: ``example_id``
+  (index into the step's examples), ``valid`` (False on DARS padding), ``hint_level`` (Scaf-GRPO,
+  0 = none) and ``is_injected`` (ViSurf)."""
+  p, g = group["raw_rewards"].shape
+  ids = np.asarray(ids, np.int64)
+  return {**group, "example_id": np.repeat(ids[:, None], g, axis=1),
+          "valid": np.ones((p, g), bool), "hint_level": np.zeros((p, g), np.int32),
+          "is_injected": np.zeros((p, g), bool)}
+
+
+def score_all_positions(fn: step_lib.LogprobFn) -> step_lib.LogprobFn:
+  """A log-prob function that scores every completion position whatever mask it is given.
+
+  Log-probs are causal, so the values at real positions do not change; the loss still applies its
+  own mask. For terms that read a position outside the loss mask (LaSeR's ``z_c``).
+  """
+
+  def wrapped(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
+    return fn(params, prompt_tokens, prompt_mask, completion_tokens,
+              jnp.ones_like(completion_mask))
+
+  return wrapped
 
 
 def _group_metrics(rewards: np.ndarray, prefix: str = "") -> Dict[str, float]:
@@ -407,7 +549,9 @@ def _sft_batches(sampler: Sampler, tokenizer, stream: Iterator[task_lib.Example]
     yield prompt_tokens, prompt_mask, target_tokens, target_mask
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          batch_callback: Optional[Callable[[int, Dict[str, Any]], None]] = None
+          ) -> Dict[str, Any]:
   """Runs (or resumes) the experiment described by ``config`` in ``workdir``.
 
   Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and ``checkpoints/``. Returns the
@@ -416,6 +560,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   Args:
     config: the resolved experiment config (see ``experiments/configs/default.py``).
     workdir: output directory; an existing checkpoint there is resumed.
+    batch_callback: optional ``fn(step, batch)``, called on process 0 and the others alike with
+      each step's assembled host batch before the updates (for tests and debugging):
+      ``group`` (the group-major host arrays ``[P, W, ...]`` after the data stages),
+      ``batch`` (the :class:`~rlvr_jax.train.step.TrainBatch` of ``P·W`` rows),
+      ``advantage_inputs`` (the :class:`~rlvr_jax.types.AdvantageInputs`) and ``examples`` (the
+      step's examples, indexed by ``group['example_id']``) and ``params`` (those the step
+      sampled and scored with; the update donates their buffers, so use them inside the call).
   """
   from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
@@ -423,6 +574,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   from rlvr_jax.train import data_stages as data_stages_lib  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import sft  # pylint: disable=g-import-not-at-top
   from rlvr_jax.advantages import advantage_metrics  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.objectives import regularizers  # pylint: disable=g-import-not-at-top
 
   start_time = time.time()
   os.makedirs(workdir, exist_ok=True)
@@ -494,36 +646,78 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   progress = metrics_writer.ProgressBar(rl.num_steps, initial=start_step,
                                         keys=("reward", "loss"), every=config.log_every)
 
-  # The jit'd pieces.
+  # The jit'd pieces. Every stage keeps the update's shapes static: groups of ``width`` samples
+  # (DARS pads to n_max with masked slots) and ``t`` completion columns (+1 for LaSeR's z_c).
   group_size = rl.num_samples
+  stages = resolve_stages(config, objective, tokenizer)
+  width = stages.group_width
   logprob_fn = step_lib.model_logprob_fn(model_config, temperature=rl.temperature,
                                          chunk_size=rl.chunk_size, return_entropy=True)
+  if stages.laser:
+    # The LaSeR loss reads the log-prob of z_c, which sits outside the loss mask.
+    logprob_fn = score_all_positions(logprob_fn)
   update_fn = step_lib.make_update_fn(
       objective, tx, logprob_fn, num_micro_batches=rl.num_micro_batches,
-      group_size=group_size if objective.whole_groups else None, schedule=schedule)
+      group_size=width if objective.whole_groups else None, schedule=schedule)
   batch_sharding = mesh_lib.batch_sharding(mesh)
   update = step_lib.jit_update(update_fn, shardings, batch_sharding)
-  score = jax.jit(step_lib.make_score_fn(
-      step_lib.model_logprob_fn(model_config, temperature=rl.temperature,
-                                chunk_size=rl.chunk_size, return_entropy=False),
-      rl.num_micro_batches))
+  score_logprob_fn = step_lib.model_logprob_fn(model_config, temperature=rl.temperature,
+                                               chunk_size=rl.chunk_size, return_entropy=False)
+  score = jax.jit(step_lib.make_score_fn(score_logprob_fn, rl.num_micro_batches))
+  score_all = (jax.jit(step_lib.make_score_fn(score_all_positions(score_logprob_fn),
+                                              rl.num_micro_batches))
+               if stages.laser else None)
   advantage_fn = make_advantage_fn(objective)
   stream = _stream(source, config.seed, data_position)
   num_prompts = rl.num_prompts
   mini_prompts = num_prompts // rl.num_mini_batches
   if mini_prompts * rl.num_mini_batches != num_prompts:
     raise ValueError("rl.num_prompts must be a multiple of rl.num_mini_batches.")
+  if (mini_prompts * width) % mesh_lib.batch_divisor(mesh):
+    raise ValueError(
+        f"A mini-batch of {mini_prompts} groups x {width} samples does not divide over the "
+        f"{mesh_lib.batch_divisor(mesh)} batch shards of the mesh; change rl.num_prompts or "
+        "rl.num_mini_batches (ViSurf's groups have num_samples + 1 samples, DARS's n_max).")
 
   dynamic = config.rl.get("dynamic_sampling", {}) or {}
   max_bucket = max(config.data.prompt_buckets)
+  # Stages that stack groups from several generations pad every prompt to the largest bucket.
+  prompt_width = (max_bucket if dynamic.get("enabled") or stages.dars or stages.scaf else None)
+
+  def rollout_groups(step: int, examples: Sequence[task_lib.Example], ids: Sequence[int],
+                     stream_id: int) -> Dict[str, np.ndarray]:
+    """``G`` scored samples for each example, ``[len(examples), G, ...]``, generated in chunks of
+    ``num_prompts`` prompts (the last padded by repetition), i.e. with the shape of the step's
+    main generation, so no new compilation."""
+    chunks = []
+    for c, start in enumerate(range(0, len(examples), num_prompts)):
+      chunk = list(examples[start:start + num_prompts])
+      real = len(chunk)
+      chunk += [chunk[-1]] * (num_prompts - real)
+      key = jax.random.fold_in(
+          jax.random.fold_in(jax.random.fold_in(sample_key, step), _STAGE_STREAM + stream_id), c)
+      rollout, texts = sampler(state_params[0], chunk, key, num_samples=group_size,
+                               temperature=rl.temperature, top_p=rl.get("top_p"),
+                               top_k=rl.get("top_k"))
+      rollout = jax.tree.map(lambda x: _fetch(x)[:real * group_size], rollout)
+      t_reward = time.time()
+      scored = scorer(texts[:real * group_size],
+                      [e for e in chunk[:real] for _ in range(group_size)])
+      timing["reward"] += time.time() - t_reward
+      chunks.append(_with_stage_keys(
+          _group_batch(rollout, scored, real, group_size, prompt_width, sampler.pad_id),
+          ids[start:start + real]))
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
   def collect(step: int, position: int):
-    """Generation rounds of one step: ``(group batch [P, G, ...], all rounds' raw rewards,
-    texts, new data position, rounds, kept groups)``."""
+    """Generation rounds of one step: ``(group batch [P, G, ...], all rounds' groups, the step's
+    examples (indexed by ``example_id``), new data position, rounds, kept groups)``."""
     state = data_stages_lib.DynamicSamplingState()
-    all_rewards, all_groups = [], []
+    all_groups, examples_seen = [], []
     for round_index in itertools.count():
       examples = [next(stream) for _ in range(num_prompts)]
+      ids = range(len(examples_seen), len(examples_seen) + num_prompts)
+      examples_seen += examples
       position += num_prompts
       key = jax.random.fold_in(jax.random.fold_in(sample_key, step), round_index)
       rollout, texts = sampler(state_params[0], examples, key, num_samples=group_size,
@@ -533,18 +727,168 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       t_reward = time.time()
       scored = scorer(texts, [e for e in examples for _ in range(group_size)])
       timing["reward"] += time.time() - t_reward
-      group = _group_batch(rollout, scored, num_prompts, group_size,
-                           max_bucket if dynamic.get("enabled") else None, sampler.pad_id)
-      all_rewards.append(group["raw_rewards"])
+      group = _with_stage_keys(
+          _group_batch(rollout, scored, num_prompts, group_size, prompt_width, sampler.pad_id),
+          ids)
       all_groups.append(group)
       if not dynamic.get("enabled"):
-        return group, all_groups, position, 1, num_prompts
+        return group, all_groups, examples_seen, position, 1, num_prompts
       state = data_stages_lib.filter_and_accumulate(state, group, group["raw_rewards"])
       if state.done(num_prompts, int(dynamic.get("max_rounds", 0))):
         break
     kept = data_stages_lib.take_batch(state, num_prompts, allow_partial=True)
-    return (_fill_groups(kept, all_groups[-1], num_prompts), all_groups, position,
+    return (_fill_groups(kept, all_groups[-1], num_prompts), all_groups, examples_seen, position,
             state.num_rounds, min(state.num_kept, num_prompts))
+
+  def run_dars(step, group, examples):
+    """DARS: extra rollouts for hard prompts, groups padded to ``n_max``, keep-mask."""
+    settings = stages.dars
+    accuracy = (group["raw_rewards"] >= 1.0).mean(axis=1)
+    extra_n = data_stages_lib.dars_extra_rollouts(
+        accuracy, group_size, settings["n_max"], schedule=settings["schedule"],
+        use_std=settings["use_std"])
+    # Whole generations of G samples per prompt slot (the main generation's shape), trimmed to
+    # each prompt's dN.
+    slots = -(-extra_n // group_size)
+    owners = np.repeat(np.arange(num_prompts), slots)
+    ids = group["example_id"][owners, 0]
+    if len(owners):
+      extra = rollout_groups(step, [examples[i] for i in ids], ids, 0)
+      flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in extra.items()}
+      owner = np.repeat(owners, group_size)
+      rank = np.concatenate([np.arange(n * group_size) for n in slots])
+      take = rank < extra_n[owner]
+      extra = {k: v[take] for k, v in flat.items()}
+      owner = owner[take]
+    else:
+      extra = {k: v[:0, 0] for k, v in group.items()}
+      owner = np.zeros(0, np.int64)
+    merged = data_stages_lib.dars_merge(group, extra, owner, settings["n_max"])
+    valid = merged["valid"]
+    correct = (merged["raw_rewards"] >= 1.0) & valid
+    combined = correct.sum(axis=1) / valid.sum(axis=1)
+    keep = data_stages_lib.dars_keep_mask(combined, settings["upper"])
+    merged["mask"] = merged["mask"] * keep[:, None, None]
+    metrics = {"dars/extra_rollouts": float(extra_n.sum()),
+               "dars/hard_prompts": float((extra_n > 0).sum()),
+               "dars/mean_group_size": float(valid.sum(axis=1).mean()),
+               "dars/kept_groups": float(keep.sum()),
+               "dars/accuracy_before": float(accuracy.mean()),
+               "dars/accuracy_after": float(combined.mean())}
+    return merged, metrics
+
+  def run_scaf(step, group, examples):
+    """Scaf-GRPO: all-zero groups after the warm-up get hinted re-rollouts; the minimal solving
+    hint level replaces sample 0."""
+    settings = stages.scaf
+    hard = data_stages_lib.scaf_hint_groups(group["raw_rewards"], step + 1,
+                                            warmup_steps=settings["warmup_steps"])
+    hard &= group["mask"].sum(axis=(1, 2)) > 0  # not a masked filler group
+    requests = []  # (group index, level, hinted example)
+    no_hints = too_long = 0
+    for p in np.flatnonzero(hard):
+      example = examples[group["example_id"][p, 0]]
+      hints = data_stages_lib.procedural_hints(example)
+      if hints is None:
+        no_hints += 1
+        continue
+      for level, hinted in data_stages_lib.scaf_hinted_examples(
+          example, hints, parts_per_tier=settings["parts_per_tier"]):
+        if len(prompt_token_ids(tokenizer, hinted, add_bos=sampler.add_bos)) > max_bucket:
+          too_long += 1
+          continue
+        requests.append((p, level, hinted))
+    replaced, levels = 0, []
+    if requests:
+      hinted_groups = rollout_groups(step, [r[2] for r in requests],
+                                     [group["example_id"][r[0], 0] for r in requests], 1)
+      owners = np.array([r[0] for r in requests])
+      request_levels = np.array([r[1] for r in requests])
+      group = {k: v.copy() for k, v in group.items()}
+      for p in np.unique(owners):
+        rows = np.flatnonzero(owners == p)
+        sample_levels = np.repeat(request_levels[rows], group_size)
+        rewards = hinted_groups["raw_rewards"][rows].reshape(-1)
+        best = data_stages_lib.scaf_select(sample_levels, rewards)
+        if best < 0:
+          continue
+        r, g = rows[best // group_size], best % group_size
+        replacement = {k: v[r, g] for k, v in hinted_groups.items()}
+        replacement["hint_level"] = np.asarray(request_levels[r], np.int32)
+        new = data_stages_lib.scaf_replace({k: v[p] for k, v in group.items()}, replacement)
+        for k in group:
+          group[k][p] = new[k]
+        replaced += 1
+        levels.append(request_levels[r])
+    metrics = {"scaf/hard_groups": float(hard.sum()), "scaf/replaced": float(replaced),
+               "scaf/no_hints": float(no_hints), "scaf/hints_too_long": float(too_long),
+               "scaf/mean_level": float(np.mean(levels)) if levels else 0.0}
+    return group, metrics
+
+  def run_visurf(group, examples):
+    """ViSurf: the ground-truth completion as sample ``G+1`` of every group, scored."""
+    group_examples = [examples[i] for i in group["example_id"][:, 0]]
+    ids = [tokenizer(data_stages_lib.gold_completion(e), add_special_tokens=False)["input_ids"]
+           + [tokenizer.eos_token_id] for e in group_examples]
+    gold = data_stages_lib.completion_arrays(ids, group["tokens"].shape[2], sampler.pad_id)
+    texts = decode_completions(tokenizer, gold["tokens"], gold["lengths"])
+    t_reward = time.time()
+    scored = scorer(texts, group_examples)
+    timing["reward"] += time.time() - t_reward
+    reference = {
+        "prompt_tokens": group["prompt_tokens"][:, 0], "prompt_mask": group["prompt_mask"][:, 0],
+        "tokens": gold["tokens"], "mask": gold["mask"], "lengths": gold["lengths"],
+        "truncated": gold["truncated"],
+        # Filled with teacher-forced log-probs below (the sampler did not produce y*).
+        "logprobs": np.zeros(gold["mask"].shape, np.float32),
+        "raw_rewards": scored.rewards, "reward_errors": scored.errors.astype(np.float32),
+        "reward_timeouts": scored.timeouts.astype(np.float32),
+        "example_id": group["example_id"][:, 0], "valid": np.ones(num_prompts, bool),
+        "hint_level": np.zeros(num_prompts, np.int32), "is_injected": np.ones(num_prompts, bool)}
+    live = group["mask"].sum(axis=(1, 2)) > 0  # filler groups stay fully masked
+    reference["mask"] = reference["mask"] * live[:, None]
+    group = data_stages_lib.inject_ground_truth(group, reference)
+    metrics = {"visurf/gold_reward": float(scored.rewards[live].mean()) if live.any() else 0.0,
+               "visurf/gold_truncated": float(gold["truncated"].mean())}
+    return group, metrics
+
+  def greedy_rewards(step, group, examples) -> np.ndarray:
+    """ReMax's baseline: the verifier's score of one greedy completion per group's prompt."""
+    group_examples = [examples[i] for i in group["example_id"][:, 0]]
+    key = jax.random.fold_in(jax.random.fold_in(sample_key, step), _STAGE_STREAM + 2)
+    _, texts = sampler(state_params[0], group_examples, key, num_samples=1, temperature=0.0)
+    t_reward = time.time()
+    rewards = scorer(texts, group_examples).rewards
+    timing["reward"] += time.time() - t_reward
+    return np.asarray(rewards, np.float32)
+
+  def advantages_by_group_size(inputs: types.AdvantageInputs, valid: np.ndarray):
+    """The jit'd advantage stage on groups of their real size: one call per distinct size, with
+    the groups of that size padded (by repetition) to ``P`` groups, so one compilation per size
+    (at most ``n_max - G + 1``), never per step. Without padding (all groups full), one call."""
+    sizes = valid.sum(axis=1)
+    if (sizes == valid.shape[1]).all():
+      rewards, advantages = advantage_fn(inputs)
+      return np.asarray(rewards, np.float32), np.asarray(advantages, np.float32)
+    rewards = np.zeros(valid.shape, np.float32)
+    advantages = np.zeros(inputs.mask.shape, np.float32)
+    for n in np.unique(sizes):
+      rows = np.flatnonzero(sizes == n)
+      padded = np.concatenate([rows, np.full(num_prompts - len(rows), rows[0])])
+
+      def take(x, rows=padded, n=int(n)):
+        x = np.asarray(x)
+        return jnp.asarray(x[rows][:, :n]) if x.ndim >= 2 else jnp.asarray(x[rows])
+
+      part = types.AdvantageInputs(
+          rewards=take(inputs.rewards), mask=take(inputs.mask), tokens=take(inputs.tokens),
+          lengths=take(inputs.lengths), truncated=take(inputs.truncated),
+          token_rewards=take(inputs.token_rewards),
+          extras={k: (v if np.ndim(v) == 0 else take(v)) for k, v in inputs.extras.items()})
+      r, a = advantage_fn(part)
+      rewards[rows, :n] = np.asarray(r)[:len(rows)]
+      advantages[rows, :n] = np.asarray(a)[:len(rows)]
+    return rewards, advantages
 
   state_params = [None]
   timing = {"reward": 0.0}
@@ -552,47 +896,97 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     t0 = time.time()
     timing["reward"] = 0.0
     state_params[0] = state.params
-    group, rounds, data_position, num_rounds, num_kept = collect(step, data_position)
+    group, rounds, examples, data_position, num_rounds, num_kept = collect(step, data_position)
+    stage_metrics: Dict[str, float] = {}
+    generated_rounds = list(rounds)
+    if stages.dars:
+      group, m = run_dars(step, group, examples)
+      stage_metrics.update(m)
+    if stages.scaf:
+      group, m = run_scaf(step, group, examples)
+      stage_metrics.update(m)
+    if stages.visurf is not None:
+      group, m = run_visurf(group, examples)
+      stage_metrics.update(m)
     t1 = time.time()
 
-    flat = {k: v.reshape((num_prompts * group_size,) + v.shape[2:]) for k, v in group.items()}
-    t = flat["tokens"].shape[1]
+    rows = num_prompts * width
+    flat = {k: v.reshape((rows,) + v.shape[2:]) for k, v in group.items()}
     mask = flat["mask"]
     if rl.get("overlong_filter"):
       mask = data_stages_lib.overlong_filter(mask, flat["truncated"])
+    tokens = flat["tokens"]
+    rollout_logprobs = flat["logprobs"]
+    loss_extras: Dict[str, np.ndarray] = {}
+    adv_extras: Dict[str, Any] = {}
+    # A row without loss tokens (filler group, DARS padding or dropped group, filtered sequence)
+    # is out of the batch; LaSeR's per-sequence loss must skip it like a truncated one.
+    out_of_batch = (mask.sum(axis=1) == 0).astype(np.float32)
+    truncated = np.maximum(flat["truncated"], out_of_batch)
+    if stages.laser:
+      tokens, positions = data_stages_lib.append_self_reward_token(
+          tokens, flat["lengths"], truncated, stages.laser["token_id"], sampler.pad_id)
+      mask = np.pad(mask, ((0, 0), (0, 1)))
+      rollout_logprobs = np.pad(rollout_logprobs, ((0, 0), (0, 1)))
+    t = tokens.shape[1]
     # Old and reference log-probs come before the advantages: KL-in-reward estimators (RLOO,
     # REINFORCE++) read them there.
-    args = (flat["prompt_tokens"], flat["prompt_mask"], flat["tokens"], mask)
+    args = (flat["prompt_tokens"], flat["prompt_mask"], tokens, mask)
+    old_logprobs = rollout_logprobs
+    if stages.laser:
+      scored_logprobs = _fetch(score_all(state.params, *args)[0])
+      self_rewards = data_stages_lib.laser_self_rewards(
+          scored_logprobs, positions, truncated, beta_v=stages.laser["beta_v"],
+          c_ref=stages.laser["c_ref"], temperature=stages.laser["temperature"])
+      scored_logprobs = scored_logprobs * (mask > 0)
+      adv_extras["self_rewards"] = self_rewards.reshape(num_prompts, width)
+      correct = (flat["raw_rewards"] >= 1.0).astype(np.float32)
+      loss_extras["selfreward_position"] = positions
+      loss_extras["selfreward_weights"] = np.asarray(
+          regularizers.laser_class_weights(correct, truncated), np.float32)
+      stage_metrics["laser/self_reward_mean"] = float(
+          self_rewards[truncated < 0.5].mean()) if (truncated < 0.5).any() else 0.0
+    elif rl.recompute_old_logprobs or stages.visurf is not None:
+      scored_logprobs = _fetch(score(state.params, *args)[0])
     if rl.recompute_old_logprobs:
-      old_logprobs = _fetch(score(state.params, *args)[0])
-    else:
-      old_logprobs = flat["logprobs"]
+      old_logprobs = scored_logprobs
+    elif stages.visurf is not None:
+      # y* is off-policy: its "old" log-probs are teacher-forced under the current params.
+      old_logprobs = np.where(flat["is_injected"][:, None], scored_logprobs, rollout_logprobs)
     if objective.needs_reference:
       ref_logprobs = _fetch(score(state.ref_params, *args)[0])
     else:
       ref_logprobs = np.zeros_like(mask)
-    per_group = lambda x: jnp.asarray(x, jnp.float32).reshape((num_prompts, group_size, t))
+    if stages.greedy:
+      adv_extras["greedy_rewards"] = greedy_rewards(step, group, examples)
+      stage_metrics["remax/greedy_reward"] = float(adv_extras["greedy_rewards"].mean())
+    per_group = lambda x: np.asarray(x, np.float32).reshape((num_prompts, width, t))
+    group_mask = per_group(mask)
     inputs = types.AdvantageInputs(
-        rewards=jnp.asarray(group["raw_rewards"]), mask=jnp.asarray(group["mask"]),
-        tokens=jnp.asarray(group["tokens"]), lengths=jnp.asarray(group["lengths"]),
-        truncated=jnp.asarray(group["truncated"]),
-        token_rewards=jnp.zeros((num_prompts, group_size, t), jnp.float32),
+        rewards=group["raw_rewards"].astype(np.float32), mask=group_mask,
+        tokens=tokens.reshape((num_prompts, width, t)), lengths=group["lengths"],
+        truncated=truncated.reshape(num_prompts, width),
+        token_rewards=np.zeros((num_prompts, width, t), np.float32),
         extras={"old_logprobs": per_group(old_logprobs), "ref_logprobs": per_group(ref_logprobs),
-                "step": jnp.asarray(step, jnp.int32)})
-    rewards, advantages = advantage_fn(inputs)
+                "step": jnp.asarray(step, jnp.int32), **adv_extras})
+    rewards, advantages = advantages_by_group_size(inputs, group["valid"])
     full = step_lib.TrainBatch(
         prompt_tokens=flat["prompt_tokens"], prompt_mask=flat["prompt_mask"],
-        completion_tokens=flat["tokens"],
+        completion_tokens=tokens,
         loss=types.LossBatch(
             mask=mask.astype(np.float32),
-            advantages=np.asarray(advantages, np.float32).reshape(mask.shape),
+            advantages=advantages.reshape(mask.shape),
             old_logprobs=np.asarray(old_logprobs, np.float32),
             ref_logprobs=np.asarray(ref_logprobs, np.float32),
-            rollout_logprobs=flat["logprobs"].astype(np.float32),
-            rewards=np.asarray(rewards, np.float32).reshape(-1),
+            rollout_logprobs=rollout_logprobs.astype(np.float32),
+            rewards=rewards.reshape(-1),
             correct=(flat["raw_rewards"] >= 1.0).astype(np.float32),
-            group_ids=np.repeat(np.arange(num_prompts, dtype=np.int32), group_size),
-            truncated=flat["truncated"].astype(np.float32)))
+            group_ids=np.repeat(np.arange(num_prompts, dtype=np.int32), width),
+            truncated=truncated.astype(np.float32),
+            extras=loss_extras))
+    if batch_callback is not None:
+      batch_callback(step, dict(group=group, batch=full, advantage_inputs=inputs,
+                                examples=examples, params=state_params[0]))
     t2 = time.time()
 
     # num_iterations passes over shuffled mini-batches of whole groups.
@@ -601,8 +995,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     for _ in range(rl.num_iterations):
       groups = order_rng.permutation(num_prompts)
       for i in range(rl.num_mini_batches):
-        rows = (groups[i * mini_prompts:(i + 1) * mini_prompts, None] * group_size
-                + np.arange(group_size)[None]).reshape(-1)
+        rows = (groups[i * mini_prompts:(i + 1) * mini_prompts, None] * width
+                + np.arange(width)[None]).reshape(-1)
         mini = jax.tree.map(lambda x: x[rows], full)
         # Every process holds the whole (identical) batch; each contributes its block of rows.
         state, m = update(state, mesh_lib.host_local_to_global(mesh_lib.process_rows(mini), mesh))
@@ -613,16 +1007,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     t3 = time.time()
 
     metrics = _mean_over_updates(update_metrics)
-    generated = {k: np.concatenate([r[k] for r in rounds]) for k in
+    generated = {k: np.concatenate([r[k] for r in generated_rounds]) for k in
                  ("raw_rewards", "lengths", "truncated")}
     metrics.update(_group_metrics(generated["raw_rewards"]))
     metrics["rewards/verifier/mean"] = float(generated["raw_rewards"].mean())
     metrics["rewards/verifier/std"] = float(generated["raw_rewards"].std())
-    metrics["reward_errors"] = float(sum(r["reward_errors"].sum() for r in rounds))
-    metrics["reward_timeouts"] = float(sum(r["reward_timeouts"].sum() for r in rounds))
+    metrics["reward_errors"] = float(sum(r["reward_errors"].sum() for r in generated_rounds))
+    metrics["reward_timeouts"] = float(sum(r["reward_timeouts"].sum() for r in generated_rounds))
     metrics.update(_length_metrics(generated["lengths"], generated["truncated"]))
     metrics.update({k: float(v) for k, v in advantage_metrics(
-        rewards, advantages, group["mask"]).items() if k.startswith("advantages/")})
+        rewards, advantages, group_mask).items() if k.startswith("advantages/")})
     num_generated = float(generated["lengths"].sum())
     metrics.update({
         "time/rollout": t1 - t0 - timing["reward"], "time/reward": timing["reward"],
@@ -631,6 +1025,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         "tokens/trained_per_s": rl.num_iterations * float(mask.sum()) / max(t3 - t2, 1e-9),
         "num_tokens": num_generated, "data_position": float(data_position),
     })
+    metrics.update(stage_metrics)
     if dynamic.get("enabled"):
       metrics["dynamic_sampling/rounds"] = float(num_rounds)
       metrics["dynamic_sampling/kept_groups"] = float(num_kept)

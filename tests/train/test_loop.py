@@ -194,8 +194,3 @@ def test_kl_in_reward_objective_runs_in_the_loop(tmp_path):
   records = _records(tmp_path)
   assert [r["step"] for r in records] == [1, 2]
   assert all(np.isfinite(r["loss"]) for r in records)
-
-
-def test_objective_reading_inputs_the_loop_lacks_fails_at_start_up(tmp_path):
-  with pytest.raises(NotImplementedError, match="greedy_rewards"):
-    loop.train(_tiny_config("remax"), str(tmp_path))
