@@ -15,14 +15,21 @@ Stages:
 * **DARS** difficulty-adaptive rollout sampling (arXiv 2508.13755, ``yangzhch6/DARS``
   ``ray_dars_trainer.py``): :func:`dars_extra_rollouts` says how many extra samples each prompt
   gets, :func:`dars_keep_mask` which prompts survive, :func:`pad_groups` packs the resulting
-  variable-size groups into a static ``[P, n_max]`` layout with a validity mask.
+  variable-size groups into a static ``[P, n_max]`` layout with a validity mask, and
+  :func:`dars_merge` appends each prompt's extra rollouts to its group in that layout.
 * **Scaf-GRPO** hints (arXiv 2510.19807, ``dvlab-research/Scaf-GRPO``): :func:`scaf_hint_groups`
   picks all-zero groups after the warm-up, :func:`scaf_hint_prompts` builds the cumulative hinted
-  prompts, :func:`scaf_select` the minimal solving hint level, :func:`scaf_replace` swaps it in.
+  prompts (:func:`scaf_hinted_examples` as hinted examples, text or chat), :func:`scaf_select` the
+  minimal solving hint level, :func:`scaf_replace` swaps it in; :func:`procedural_hints` reads
+  ``metadata['hints']`` or derives cheap hints for the procedural tasks.
 * **ViSurf** ground-truth injection (arXiv 2510.10606): :func:`inject_ground_truth` adds the
-  reference answer as sample ``G+1`` with an ``is_injected`` flag. *Experimental*: only the
-  injection itself is stated in the paper's abstract; its three reward-control strategies could
-  not be verified and are not implemented.
+  reference answer (:func:`gold_completion`, tokenised by :func:`completion_arrays`) as sample
+  ``G+1`` with an ``is_injected`` flag. *Experimental*: only the injection itself is stated in
+  the paper's abstract; its three reward-control strategies could not be verified and are not
+  implemented.
+* **LaSeR** self-reward inputs (arXiv 2510.14943): :func:`append_self_reward_token` places
+  ``z_c`` after each finished response, :func:`laser_self_rewards` turns its old-policy log-prob
+  into ``r_s``.
 * **Overlong filtering** (DAPO §3.4): :func:`overlong_filter` removes truncated sequences from
   the loss mask; :func:`mask_prefix_tokens` removes a per-sequence completion prefix (e.g. hint
   tokens forced at the start of a completion).

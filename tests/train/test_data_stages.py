@@ -182,3 +182,76 @@ def test_overlong_filter_and_prefix_mask():
 def test_group_stage_metrics():
   m = ds.group_stage_metrics(np.array([[1, 1], [0, 0], [1, 0], [0, 0]]))
   assert m == {"frac_reward_zero_std": 0.75, "groups/all_correct": 0.25, "groups/all_wrong": 0.5}
+
+
+def test_dars_merge_appends_extra_rows_to_their_groups():
+  stage1 = {"r": np.array([[1.0, 0.0], [0.0, 0.0]]), "tokens": np.arange(8).reshape(2, 2, 2)}
+  # Two extra rows for group 1, one for group 0, interleaved.
+  extra = {"r": np.array([5.0, 6.0, 7.0]), "tokens": np.array([[50, 51], [60, 61], [70, 71]])}
+  out = ds.dars_merge(stage1, extra, np.array([1, 0, 1]), 5)
+  np.testing.assert_array_equal(out["r"], [[1, 0, 6, 0, 0], [0, 0, 5, 7, 0]])
+  np.testing.assert_array_equal(out["valid"], [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]])
+  np.testing.assert_array_equal(out["tokens"][1, 2:4], [[50, 51], [70, 71]])
+  np.testing.assert_array_equal(out["tokens"][0, 3:], 0)
+  with pytest.raises(ValueError, match="keys"):
+    ds.dars_merge(stage1, {"r": extra["r"]}, np.array([1, 0, 1]), 5)
+
+
+def test_scaf_hinted_examples_text_and_chat():
+  from rlvr_jax.data import task as task_lib  # pylint: disable=g-import-not-at-top
+  hints = {"knowledge": ["K1.", "K2."], "solution": ["S1."]}
+  text = task_lib.Example("3+4=", "7", "procedural/integer", {"key": "3+4"})
+  out = ds.scaf_hinted_examples(text, hints, parts_per_tier=2)
+  assert [level for level, _ in out] == [1, 2, 3, 4]
+  assert [e.prompt for _, e in out] == [
+      "Knowledge Hints: K1.\n3+4=", "Knowledge Hints: K1. K2.\n3+4=",
+      "Solution Hints: S1.\n3+4=", "Solution Hints: S1.\n3+4="]
+  assert all(e.answer == "7" and e.metadata == {"key": "3+4"} for _, e in out)
+  chat = task_lib.Example([{"role": "system", "content": "Box it."},
+                           {"role": "user", "content": "What is 3+4?"}], "7", "math")
+  level, hinted = ds.scaf_hinted_examples(chat, hints, parts_per_tier=2)[1]
+  assert level == 2
+  assert hinted.prompt == [{"role": "system", "content": "Box it."},
+                           {"role": "user",
+                            "content": "Question: What is 3+4?\nKnowledge Hints: K1. K2."}]
+  assert chat.prompt[1]["content"] == "What is 3+4?"  # the original is not modified
+
+
+def test_procedural_hints_and_gold_completion():
+  from rlvr_jax.data import task as task_lib  # pylint: disable=g-import-not-at-top
+  arithmetic = task_lib.Example("12+30=", "42", "procedural/integer")
+  assert ds.procedural_hints(arithmetic) == {"knowledge": ["2 characters."],
+                                             "solution": ["Starts 4.", "Starts 42."]}
+  countdown = task_lib.Example("1 2 3:6", "6", "procedural/countdown",
+                               {"solution": "1+2+3"})
+  assert ds.procedural_hints(countdown)["solution"] == [
+      "Begin with 1+", "Begin with 1+2", "Begin with 1+2+", "Begin with 1+2+3"]
+  given = task_lib.Example("q", "a", "math", {"hints": {"knowledge": ["k"]}})
+  assert ds.procedural_hints(given) == {"knowledge": ["k"]}
+  assert ds.procedural_hints(task_lib.Example("q", "a", "math")) is None
+  assert ds.gold_completion(arithmetic) == "42"
+  assert ds.gold_completion(task_lib.Example("q", "a", "math", {"sft_target": "\\boxed{a}"})) == (
+      "\\boxed{a}")
+
+
+def test_completion_arrays():
+  out = ds.completion_arrays([[5, 2], [7, 8, 9, 2]], 3, pad_id=0)
+  np.testing.assert_array_equal(out["tokens"], [[5, 2, 0], [7, 8, 9]])
+  np.testing.assert_array_equal(out["lengths"], [2, 3])
+  np.testing.assert_array_equal(out["mask"], [[1, 1, 0], [1, 1, 1]])
+  np.testing.assert_array_equal(out["truncated"], [0, 1])
+
+
+def test_append_self_reward_token_and_self_rewards():
+  tokens = np.array([[5, 2, 0], [7, 8, 9], [6, 6, 2]])
+  lengths, truncated = np.array([2, 3, 3]), np.array([0, 1, 0])
+  out, positions = ds.append_self_reward_token(tokens, lengths, truncated, token_id=99, pad_id=0)
+  np.testing.assert_array_equal(out, [[5, 2, 99, 0], [7, 8, 9, 0], [6, 6, 2, 99]])
+  np.testing.assert_array_equal(positions, [2, 3, 3])
+  logprobs = np.log(np.array([[0.5, 0.5, 0.25, 1.0], [0.5, 0.5, 0.5, 1.0],
+                              [0.5, 0.5, 0.5, 0.125]]))
+  r = ds.laser_self_rewards(logprobs, positions, truncated, beta_v=0.1, c_ref=-2.0,
+                            temperature=2.0)
+  # r_s = 0.1 (2 log p - (-2)); the truncated row scores 0.
+  np.testing.assert_allclose(r, [0.1 * (2 * np.log(0.25) + 2), 0.0,
+                                 0.1 * (2 * np.log(0.125) + 2)], rtol=1e-6)

@@ -251,18 +251,22 @@ def test_laser_self_rewards_match_a_direct_forward_pass(tmp_path):
   model_config, _ = loop.build_model(config, tokenizer, jax.random.key(0))
 
   def direct_logprobs(out):
-    """log pi(token | prompt, completion up to its stop token) of every row, for every token,
-    from one unpadded forward pass per row."""
+    """log pi(. | prompt, completion up to its stop token) for every row: the rows unpadded,
+    concatenated and right-padded to one length, in one forward pass."""
     batch, lengths = out["batch"], out["group"]["lengths"].reshape(-1)
-    rows = []
-    for b in range(P * G):
-      prompt = batch.prompt_tokens[b][batch.prompt_mask[b]]
-      sequence = np.concatenate([prompt, batch.completion_tokens[b, :lengths[b]]])[None]
-      logits, _ = Transformer(model_config).apply(
-          {"params": out["params"]}, jnp.asarray(sequence),
-          jnp.arange(sequence.shape[1])[None], jnp.ones(sequence.shape, bool))
-      rows.append(np.asarray(jax.nn.log_softmax(logits[0, -1].astype(jnp.float32))))
-    return np.stack(rows)
+    sequences = [np.concatenate([batch.prompt_tokens[b][batch.prompt_mask[b]],
+                                 batch.completion_tokens[b, :lengths[b]]]) for b in range(P * G)]
+    width = max(len(x) for x in sequences)
+    tokens = np.zeros((P * G, width), np.int32)
+    for b, x in enumerate(sequences):
+      tokens[b, :len(x)] = x
+    real = np.arange(width)[None] < np.array([len(x) for x in sequences])[:, None]
+    logits, _ = Transformer(model_config).apply(
+        {"params": out["params"]}, jnp.asarray(tokens),
+        jnp.broadcast_to(jnp.arange(width), tokens.shape), jnp.asarray(real))
+    last = np.array([len(x) - 1 for x in sequences])
+    return np.asarray(jax.nn.log_softmax(
+        np.asarray(logits, np.float32)[np.arange(P * G), last], axis=-1))
 
   batches, records = _run(config, tmp_path, direct_logprobs)
   (_, out), = batches
