@@ -123,27 +123,42 @@ def _child_env(extra_path: str) -> Dict[str, str]:
   return env
 
 
-def run_page(page: str, tmp_path: pathlib.Path) -> Tuple[int, str]:
-  blocks = python_blocks(page)
+def run_blocks(blocks: List[Block], tmp_path: pathlib.Path,
+               compilation_cache: Optional[pathlib.Path] = None) -> Tuple[int, str]:
+  """Runs ``blocks`` in order in one fresh process in ``tmp_path``; (exit code, output)."""
   payload = json.dumps([(b.line, b.code, b.skip) for b in blocks])
+  env = _child_env(str(ROOT))
+  if compilation_cache is not None:
+    # Pages compile some of the same programs (init_params of the tiny preset); a cache shared
+    # by this session's pages compiles them once.
+    env["JAX_COMPILATION_CACHE_DIR"] = str(compilation_cache)
   proc = subprocess.run([sys.executable, "-c", _RUNNER], input=payload, capture_output=True,
-                        text=True, cwd=tmp_path, env=_child_env(str(ROOT)),
-                        timeout=_PAGE_TIMEOUT_S, check=False)
+                        text=True, cwd=tmp_path, env=env, timeout=_PAGE_TIMEOUT_S, check=False)
   return proc.returncode, proc.stdout + proc.stderr
 
 
 _PY_PAGES = [p for p in PAGES if python_blocks(p)]
 
 
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+  return tmp_path_factory.mktemp("jax_compilation_cache")
+
+
 @pytest.mark.parametrize("page", _PY_PAGES)
-def test_python_examples_run(page, tmp_path):
+def test_python_examples_run(page, tmp_path, compilation_cache):
   blocks = python_blocks(page)
   for block in blocks:
     if block.skip is not None:
       print(f"{page}:{block.line} skipped: {block.skip}")
   if all(b.skip is not None for b in blocks):
     pytest.skip(f"{page}: every python block is marked skip")
-  returncode, output = run_page(page, tmp_path)
+  returncode, output = run_blocks(blocks, tmp_path, compilation_cache)
+  check_page_run(page, blocks, returncode, output)
+
+
+def check_page_run(page: str, blocks: List[Block], returncode: int, output: str) -> None:
+  """Fails with the page, the failing block's line and first line, and the traceback."""
   if returncode != 0:
     failed = re.search(r"^FAILED block at line (\d+)", output, re.MULTILINE)
     if failed is None:
@@ -155,6 +170,21 @@ def test_python_examples_run(page, tmp_path):
                 f"{output[failed.start():][-4000:]}", pytrace=False)
   ran = re.findall(r"^RAN block at line (\d+)", output, re.MULTILINE)
   assert len(ran) == sum(b.skip is None for b in blocks), output[-4000:]
+
+
+def test_a_failing_block_names_page_line_and_first_line(tmp_path):
+  blocks = fenced_blocks("```python\nx = 1\n```\n<!-- docs-test: skip (needs a GPU) -->\n"
+                         "```python\nimport no_such_module\n```\n"
+                         "```python\nassert x == 2, 'x is not 2'\n```\n"
+                         "```python\nraise SystemExit('never reached')\n```\n")
+  returncode, output = run_blocks([b for b in blocks if b.lang == "python"], tmp_path)
+  assert returncode == 1
+  assert "SKIPPED block at line 5: needs a GPU" in output and "never reached" not in output
+  with pytest.raises(pytest.fail.Exception) as failure:
+    check_page_run("docs/x.md", blocks, returncode, output)
+  message = str(failure.value)
+  assert "docs/x.md" in message and "line 8" in message and "assert x == 2" in message
+  assert "x is not 2" in message
 
 
 def test_skip_markers_are_few_and_explained():
