@@ -9,6 +9,8 @@ the page, the block's line and its first line. A block that cannot run here (a r
 a GPU, several hosts, network) is preceded by a line ``<!-- docs-test: skip (<reason>) -->``;
 the reason is required and printed.
 
+Names. Every dotted ``rlvr_jax.<module>[.<name>]`` a page mentions must import / exist.
+
 Command lines. Every ``python -m experiments.<binary>`` and ``python benchmarks/<script>.py``
 command in a non-Python fenced block or in an inline code span is parsed by the binary's own
 flag parser (absl, including ml_collections' ``--config.<field>`` overrides, or argparse) without
@@ -21,6 +23,7 @@ reader's own ``my_config.py``) is replaced by the binary's default config.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import pathlib
@@ -213,6 +216,41 @@ def test_block_parser():
               "<!-- docs-test: skip (why) -->\n```bash\nls\n```\n"):
     with pytest.raises(ValueError):
       fenced_blocks(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names.
+
+_DOTTED = re.compile(r"\b(rlvr_jax(?:\.[A-Za-z_]\w*)+)")
+
+
+def _resolve(dotted: str):
+  """The object ``rlvr_jax.a.b.c`` names: the longest importable module prefix, then attributes."""
+  parts = dotted.split(".")
+  for i in range(len(parts), 0, -1):
+    try:
+      obj = importlib.import_module(".".join(parts[:i]))
+    except ImportError:
+      continue
+    for attr in parts[i:]:
+      obj = getattr(obj, attr)
+    return obj
+  raise ImportError(dotted)
+
+
+def test_dotted_names_in_the_docs_exist():
+  """Every ``rlvr_jax.<module>[.<name>]`` a page mentions is a module or an attribute of one."""
+  missing = []
+  for page in PAGES:
+    text = (ROOT / page).read_text()
+    for dotted in sorted(set(_DOTTED.findall(text))):
+      if dotted.endswith(".py"):
+        dotted = dotted[:-3]
+      try:
+        _resolve(dotted)
+      except (ImportError, AttributeError) as error:
+        missing.append(f"{page}: {dotted} ({type(error).__name__}: {error})")
+  assert not missing, "names the docs use that the code lacks:\n" + "\n".join(missing)
 
 
 # ---------------------------------------------------------------------------------------------
