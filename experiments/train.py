@@ -11,6 +11,8 @@ resumed. With ``--multihost`` the process joins a multi-controller run
 (``jax.distributed.initialize`` reads the cluster from the environment or the flags).
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -39,8 +41,12 @@ def main(argv):
   summary = loop.train(_CONFIG.value, _WORKDIR.value)
   if jax.process_index() == 0:
     print(loop.format_summary(summary), flush=True)
-    from rlvr_jax.train import plot  # pylint: disable=g-import-not-at-top
-    print(f"curves: {plot.plot_run(_WORKDIR.value)}", flush=True)
+    metrics = os.path.join(_WORKDIR.value, "metrics.jsonl")
+    if os.path.exists(metrics) and os.path.getsize(metrics):
+      from rlvr_jax.train import plot  # pylint: disable=g-import-not-at-top
+      print(f"curves: {plot.plot_run(_WORKDIR.value)}", flush=True)
+    else:  # e.g. --config.rl.num_steps=0: a warm-up and evaluation only
+      print("curves: none (no RL step was logged)", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ log-probs come from the same log-prob function as the RL update (chunked, no ``[
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -67,11 +67,17 @@ def pad_targets(targets: Sequence[Sequence[int]], length: int, pad_id: int
 def train(params: Any, *, tx: optax.GradientTransformation, logprob_fn: step_lib.LogprobFn,
           batches: Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
           num_steps: int, log_fn: Callable[[int, Dict[str, float]], None] = lambda s, m: None,
-          log_every: int = 50) -> Any:
-  """Runs ``num_steps`` SFT updates from ``params`` and returns the new params.
+          log_every: int = 50, stop_fn: Optional[Callable[[int, Any], bool]] = None,
+          stop_every: int = 50) -> Any:
+  """Runs up to ``num_steps`` SFT updates from ``params`` and returns the new params.
+
+  With ``stop_fn``, the warm-up ends early at the first multiple of ``stop_every`` steps where
+  ``stop_fn(step, params)`` is true (e.g. "the policy solves 40% of a probe set"): how many steps
+  a tiny model needs to learn a task varies a lot with its initialisation, a target accuracy
+  much less.
 
   Args:
-    params: initial parameters.
+    params: initial parameters (their buffers are donated to the first update: do not reuse them).
     tx: optimizer (a fresh state is created; SFT's optimizer state is not kept for RL).
     logprob_fn: see :data:`rlvr_jax.train.step.LogprobFn`.
     batches: yields ``(prompt_tokens [B,S], prompt_mask [B,S], target_tokens [B,T],
@@ -79,13 +85,19 @@ def train(params: Any, *, tx: optax.GradientTransformation, logprob_fn: step_lib
     num_steps: number of updates.
     log_fn: called as ``log_fn(step, metrics)`` every ``log_every`` steps and at the end.
     log_every: logging period.
+    stop_fn: optional early stop, called every ``stop_every`` steps with the current params.
+    stop_every: period of ``stop_fn``.
   """
   update = jax.jit(make_sft_update(tx, logprob_fn), donate_argnums=0)
   state = state_lib.create(params, tx)
   history: List[Dict[str, float]] = []
   for i in range(num_steps):
     state, metrics = update(state, *next(batches))
-    if (i + 1) % log_every == 0 or i + 1 == num_steps:
+    stop = (stop_fn is not None and (i + 1) % stop_every == 0 and i + 1 < num_steps
+            and stop_fn(i + 1, state.params))
+    if (i + 1) % log_every == 0 or i + 1 == num_steps or stop:
       history.append({k: float(v) for k, v in metrics.items()})
       log_fn(i + 1, history[-1])
+    if stop:
+      break
   return state.params
