@@ -68,15 +68,21 @@ def build_tokenizer(config: ml_collections.ConfigDict):
 def build_model(config: ml_collections.ConfigDict, tokenizer, rng: jax.Array):
   """``(model_config, params)``: from ``config.model.hf_dir`` if set, else a random preset.
 
-  ``config.model.dtype``/``param_dtype`` set the compute/parameter dtypes and ``config.remat``
-  (``"full"``) rematerialises each decoder block. A random preset takes ``config.model.overrides``
+  ``config.model.dtype``/``param_dtype`` set the compute/parameter dtypes,
+  ``config.model.attention`` the training attention kernel (``"einsum"`` or ``"flash"``) and
+  ``config.remat`` (``"full"``, or ``"dots"`` to keep matmul outputs) rematerialises each decoder
+  block. A random preset takes ``config.model.overrides``
   and its vocabulary size from the tokenizer (rounded up to a multiple of 8).
   """
   from rlvr_jax.models import config as model_config_lib  # pylint: disable=g-import-not-at-top
   from rlvr_jax.models import transformer  # pylint: disable=g-import-not-at-top
+  remat = config.get("remat", "none")
+  if remat not in ("none", "full", "dots"):
+    raise ValueError(f"config.remat must be 'none', 'full' or 'dots', got {remat!r}")
   dtypes = dict(dtype=config.model.get("dtype", "float32"),
                 param_dtype=config.model.get("param_dtype", "float32"),
-                remat=config.get("remat", "none") != "none")
+                remat=remat != "none", remat_policy="dots" if remat == "dots" else "nothing",
+                attention=config.model.get("attention", "einsum"))
   if not config.model.get("hf_dir") and not config.model.get("preset"):
     raise ValueError("Set --config.model.hf_dir to a local Hugging Face model directory.")
   if config.model.get("hf_dir"):
@@ -620,6 +626,27 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         sft_optimizer.decay_steps = config.sft.num_steps - sft_optimizer.get("warmup_steps", 0)
       sft_tx, _ = state_lib.make_optimizer(sft_optimizer)
       sft_stream = _stream(source, config.sft.seed, 0)
+      sft_steps = [config.sft.num_steps]
+      stop_fn = None
+      target = config.sft.get("target_pass_at_1", 0.0)
+      if target:
+        # Stop the warm-up once the policy solves ``target`` of a probe of *training* prompts
+        # (sampled as in RL): the step at which a tiny model learns its task varies a lot with
+        # the seed, the accuracy reached much less. The probe batches have the held-out
+        # evaluation's shapes, so they compile once for both.
+        probe = list(itertools.islice(source.examples("train", config.sft.get("probe_seed", 1)),
+                                      config.sft.get("probe_prompts", 100)))
+
+        def stop_fn(step, params_):
+          probe_metrics = evaluate(
+              params_, sampler, scorer, probe, jax.random.fold_in(eval_key, step),
+              num_samples=config.eval.num_samples, temperature=rl.temperature,
+              top_p=rl.get("top_p"), batch_size=config.eval.batch_size, greedy=False)
+          _print(f"sft step {step}: probe pass@1 {probe_metrics['pass@1']:.3f} "
+                 f"(stop at {target})")
+          sft_steps[0] = step
+          return probe_metrics["pass@1"] >= target
+
       params = sft.train(
           params, tx=sft_tx,
           logprob_fn=step_lib.model_logprob_fn(model_config, temperature=1.0,
@@ -628,8 +655,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                                rl.max_new_tokens),
           num_steps=config.sft.num_steps,
           log_fn=lambda s, m: _print(f"sft step {s}/{config.sft.num_steps}: {_fmt(m)}"),
-          log_every=config.sft.get("log_every", 50))
+          log_every=config.sft.get("log_every", 50),
+          stop_fn=stop_fn, stop_every=config.sft.get("check_every", 50))
     before = run_eval(params) if config.eval.num_prompts else {}
+    if config.sft.num_steps > 0:
+      before["sft_steps"] = sft_steps[0]
     if before:
       _print(f"held-out before RL: {_fmt(before)}")
     extras = {"data_position": 0, "before": before}
@@ -1060,6 +1090,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
 def format_summary(summary: Dict[str, Any]) -> str:
   """Human-readable before/after lines of a :func:`train` summary."""
   lines = [f"RL steps: {summary['steps']}, runtime {summary['runtime_s']:.0f}s"]
+  if "before/sft_steps" in summary:
+    lines.append(f"supervised warm-up: {summary['before/sft_steps']} steps")
   for key in ("pass@1", "greedy_accuracy"):
     if f"before/{key}" in summary:
       before, after = summary[f"before/{key}"], summary[f"after/{key}"]
