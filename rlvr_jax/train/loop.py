@@ -1,4 +1,4 @@
-"""The RL loop: prompts → rollouts → rewards → advantages → data stages → updates → eval → checkpoint.
+"""The RL loop: prompts → rollouts → rewards → data stages → advantages → updates → eval → checkpoint.
 
 One step of :func:`train` (all config fields under ``config.rl`` unless named):
 
@@ -9,13 +9,26 @@ One step of :func:`train` (all config fields under ``config.rl`` unless named):
    ``fold_in(seed_key, step)``, so a step's samples depend only on the seed, step and params);
 3. decode and score every completion on the host (:class:`RewardScorer`: worker processes, a
    per-completion timeout; a failure costs one reward);
-4. the objective's reward transform and advantage estimator (jit) on ``[P, G]``;
-5. optional data stages (host functions over the batch, see ``data_stages``);
-6. old log-probs from the sampler, or recomputed with the current params
-   (``recompute_old_logprobs``); reference log-probs only when ``objective.needs_reference``;
+4. data stages (host functions of ``data_stages``, each on when its ``config.rl`` dict is
+   non-empty): DAPO dynamic sampling (``dynamic_sampling``), DARS extra rollouts and keep-mask
+   (``dars``), Scaf-GRPO hinted replacement (``scaf``), ViSurf ground-truth injection
+   (``visurf``), overlong filtering (``overlong_filter``); LaSeR's ``z_c`` token after each
+   finished response when the objective reads ``self_rewards``;
+5. old log-probs from the sampler, or recomputed with the current params
+   (``recompute_old_logprobs``; always for ViSurf's injected sample); reference log-probs only when
+   ``objective.needs_reference``; ReMax's greedy rewards (one greedy rollout per prompt) and LaSeR's
+   self-rewards (``z_c``'s old-policy log-prob) when the objective reads them;
+6. the objective's reward transform and advantage estimator (jit) on ``[P, W]`` groups;
 7. ``num_iterations`` passes, each over ``num_mini_batches`` shuffled mini-batches of whole groups,
    one optimizer step per mini-batch (:mod:`rlvr_jax.train.step`, micro-batched);
-8. metrics (TRL names where they exist), periodic held-out evaluation and checkpoints.
+8. metrics (TRL names where they exist; ``dars/``, ``scaf/``, ``visurf/``, ``remax/``, ``laser/``
+   per stage), periodic held-out evaluation and checkpoints.
+
+Static shapes: the update sees ``P·W`` rows of ``T`` tokens every step, ``W = n_max`` with DARS
+(padding slots masked), ``G + 1`` with ViSurf, else ``G``; ``T`` gains one column for LaSeR's
+``z_c``. Stage generations reuse the main generation's shape (chunks of ``P`` prompts x ``G``
+samples). With DARS the advantage stage runs once per distinct group size (groups padded by
+repetition to ``P``), so it compiles once per size, not per step. See ``docs/training.md``.
 
 Held-out evaluation (:func:`evaluate`): on ``eval.num_prompts`` distinct ``"test"`` prompts (never in
 the training stream, see :mod:`rlvr_jax.data.procedural`), ``pass@1`` is the mean verifier score of
@@ -433,7 +446,10 @@ def _group_batch(rollout: types.Rollout, scored: rewards_host.RewardResult, num_
   flat = {
       "prompt_tokens": prompt_tokens, "prompt_mask": prompt_mask,
       "tokens": np.asarray(rollout.tokens), "logprobs": np.asarray(rollout.logprobs),
-      "mask": np.asarray(rollout.mask), "lengths": np.asarray(rollout.lengths),
+      # ``Rollout.mask`` in numpy: jnp here would compile per row count (stage chunks vary).
+      "mask": (np.arange(np.shape(rollout.tokens)[1])[None]
+               < np.asarray(rollout.lengths)[:, None]).astype(np.float32),
+      "lengths": np.asarray(rollout.lengths),
       "truncated": np.asarray(rollout.truncated, np.float32),
       "raw_rewards": scored.rewards, "reward_errors": scored.errors.astype(np.float32),
       "reward_timeouts": scored.timeouts.astype(np.float32),
@@ -942,7 +958,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
 
     rows = num_prompts * width
     flat = {k: v.reshape((rows,) + v.shape[2:]) for k, v in group.items()}
-    mask = flat["mask"]
+    # ``group_mask``: the completion mask the advantage stage sees (overlong filtering only
+    # removes sequences from the loss); ``mask``: the loss mask.
+    group_mask = flat["mask"]
+    mask = group_mask
     if rl.get("overlong_filter"):
       mask = data_stages_lib.overlong_filter(mask, flat["truncated"])
     tokens = flat["tokens"]
@@ -957,6 +976,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       tokens, positions = data_stages_lib.append_self_reward_token(
           tokens, flat["lengths"], truncated, stages.laser["token_id"], sampler.pad_id)
       mask = np.pad(mask, ((0, 0), (0, 1)))
+      group_mask = np.pad(group_mask, ((0, 0), (0, 1)))
       rollout_logprobs = np.pad(rollout_logprobs, ((0, 0), (0, 1)))
     t = tokens.shape[1]
     # Old and reference log-probs come before the advantages: KL-in-reward estimators (RLOO,
@@ -991,7 +1011,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       adv_extras["greedy_rewards"] = greedy_rewards(step, group, examples)
       stage_metrics["remax/greedy_reward"] = float(adv_extras["greedy_rewards"].mean())
     per_group = lambda x: np.asarray(x, np.float32).reshape((num_prompts, width, t))
-    group_mask = per_group(mask)
+    group_mask = per_group(group_mask)
     inputs = types.AdvantageInputs(
         rewards=group["raw_rewards"].astype(np.float32), mask=group_mask,
         tokens=tokens.reshape((num_prompts, width, t)), lengths=group["lengths"],
