@@ -247,3 +247,38 @@ def export_hf(checkpoint_dir: str, out_dir: str, *, model_config: Any, abstract_
   params = restore_partial(checkpoint_dir, {params_key: abstract_params}, step=step)[params_key]
   hf.export_hf(params, model_config, out_dir, **export_kwargs)
   return out_dir
+
+
+def save_params(path: str, params: PyTree) -> None:
+  """Writes a params tree to one file (``flax.serialization`` msgpack), atomically.
+
+  For small, reusable snapshots such as the policy after the supervised warm-up (the loop writes
+  ``<workdir>/warmup_params.msgpack``; ``config.sft.init_from`` reads it back, so several RL runs
+  can start from one warm-up). Call it from one process; the params are gathered to the host.
+  """
+  from flax import serialization  # pylint: disable=g-import-not-at-top
+  data = serialization.to_bytes(jax.device_get(params))
+  tmp = f"{path}.tmp"
+  with open(tmp, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
+
+
+def load_params(path: str, like: PyTree) -> PyTree:
+  """Reads a file written by :func:`save_params` into the structure, shapes and dtypes of ``like``.
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: the file's tree or shapes differ from ``like`` (a different model config).
+  """
+  from flax import serialization  # pylint: disable=g-import-not-at-top
+  with open(path, "rb") as f:
+    state = serialization.msgpack_restore(f.read())
+  restored = serialization.from_state_dict(jax.device_get(like), state)
+  for (key, got), want in zip(jax.tree_util.tree_leaves_with_path(restored),
+                              jax.tree_util.tree_leaves(like)):
+    if np.shape(got) != np.shape(want):
+      raise ValueError(f"{path}: {jax.tree_util.keystr(key)} has shape {np.shape(got)}, the "
+                       f"model expects {np.shape(want)}")
+  return jax.tree_util.tree_map(lambda g, w: np.asarray(g, dtype=np.asarray(w).dtype),
+                                restored, like)

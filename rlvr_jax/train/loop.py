@@ -63,6 +63,11 @@ from rlvr_jax.train import state as state_lib
 from rlvr_jax.train import step as step_lib
 
 
+# The policy after the supervised warm-up, written to the workdir (``config.sft.init_from`` of
+# another run can start from it).
+WARMUP_PARAMS_FILE = "warmup_params.msgpack"
+
+
 # --- Building blocks -----------------------------------------------------------------------------
 
 
@@ -576,7 +581,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           ) -> Dict[str, Any]:
   """Runs (or resumes) the experiment described by ``config`` in ``workdir``.
 
-  Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` and ``checkpoints/``. Returns the
+  Writes ``config.json``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/`` and, after a
+  supervised warm-up, ``warmup_params.msgpack`` (see ``config.sft.init_from``). Returns the
   summary: held-out metrics before and after RL (``before/...``, ``after/...``), steps, runtime.
 
   Args:
@@ -634,7 +640,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   resume_step = ckpt.latest_step()
   extras: Dict[str, Any] = {}
   if resume_step is None:
-    if config.sft.num_steps > 0:
+    init_from = config.sft.get("init_from", "")
+    if init_from:  # a saved warm-up (e.g. another run's warmup_params.msgpack): no SFT here
+      params = checkpoint_lib.load_params(init_from, params)
+      _print(f"initial policy read from {init_from}")
+    elif config.sft.num_steps > 0:
       sft_optimizer = ml_collections.ConfigDict(config.sft.optimizer.to_dict())
       if not sft_optimizer.get("decay_steps"):
         # Decay over the whole warm-up by default (a cosine decay to 0 converges far better
@@ -673,8 +683,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           log_fn=lambda s, m: _print(f"sft step {s}/{config.sft.num_steps}: {_fmt(m)}"),
           log_every=config.sft.get("log_every", 50),
           stop_fn=stop_fn, stop_every=config.sft.get("check_every", 50))
+      if jax.process_index() == 0:
+        checkpoint_lib.save_params(os.path.join(workdir, WARMUP_PARAMS_FILE), params)
     before = run_eval(params) if config.eval.num_prompts else {}
-    if config.sft.num_steps > 0:
+    if config.sft.num_steps > 0 and not init_from:
       before["sft_steps"] = sft_steps[0]
     if before:
       _print(f"held-out before RL: {_fmt(before)}")

@@ -177,3 +177,21 @@ def test_export_hf_round_trip(tmp_path):
   for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(params)):
     np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32))
   assert jax.tree.structure(loaded) == jax.tree.structure(params)
+
+
+def test_save_and_load_params(tmp_path):
+  params = {"layer": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
+                      "bias": np.ones(3, np.float32)}, "scale": np.float32(2.0)}
+  path = str(tmp_path / "p.msgpack")
+  checkpoint.save_params(path, jax.tree_util.tree_map(jnp.asarray, params))
+  like = jax.tree_util.tree_map(jnp.zeros_like, params)
+  loaded = checkpoint.load_params(path, like)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, params)
+  assert not os.path.exists(path + ".tmp")
+  wrong_shape = dict(like, layer={"kernel": np.zeros((3, 3)), "bias": np.zeros(3)})
+  with pytest.raises(ValueError, match="kernel"):
+    checkpoint.load_params(path, wrong_shape)
+  with pytest.raises(ValueError):
+    checkpoint.load_params(path, {"other": np.zeros(2)})
+  with pytest.raises(FileNotFoundError):
+    checkpoint.load_params(str(tmp_path / "missing"), like)
