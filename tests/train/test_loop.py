@@ -155,6 +155,7 @@ def _tiny_config(objective, *, num_steps=2, sft_steps=20):
   config.data.prompt_buckets = (8, 16)
   config.data.add_bos = True
   config.sft.num_steps = sft_steps
+  config.sft.target_pass_at_1 = 0.0  # a fixed-length warm-up, no accuracy probe
   config.sft.batch_size = 16
   config.sft.seed = 1
   config.sft.optimizer = dict(name="adamw", learning_rate=3e-3, schedule="cosine",
@@ -180,6 +181,8 @@ def _tiny_config(objective, *, num_steps=2, sft_steps=20):
   config.eval.num_prompts = 0
   config.eval.every = 0
   config.checkpoint.every = 0
+  config.remat = "none"
+  config.model.attention = "einsum"
   config.model.preset = "tiny"
   config.model.hf_dir = ""
   config.model.overrides = dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,

@@ -33,6 +33,7 @@ def _tiny_config(objective="grpo", *, num_steps=1, sft_steps=0):
   config.data.prompt_buckets = (8, 16)
   config.data.add_bos = True
   config.sft.num_steps = sft_steps
+  config.sft.target_pass_at_1 = 0.0  # a fixed-length warm-up, no accuracy probe
   config.sft.batch_size = 16
   config.sft.seed = 1
   config.sft.optimizer = dict(name="adamw", learning_rate=1e-2, schedule="cosine",
@@ -58,6 +59,8 @@ def _tiny_config(objective="grpo", *, num_steps=1, sft_steps=0):
   config.eval.num_prompts = 0
   config.eval.every = 0
   config.checkpoint.every = 0
+  config.remat = "none"
+  config.model.attention = "einsum"
   config.model.preset = "tiny"
   config.model.hf_dir = ""
   config.model.overrides = dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
