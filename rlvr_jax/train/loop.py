@@ -26,8 +26,9 @@ One step of :func:`train` (all config fields under ``config.rl`` unless named):
 
 Static shapes: the update sees ``P·W`` rows of ``T`` tokens every step, ``W = n_max`` with DARS
 (padding slots masked), ``G + 1`` with ViSurf, else ``G``; ``T`` gains one column for LaSeR's
-``z_c``. Stage generations reuse the main generation's shape (chunks of ``P`` prompts x ``G``
-samples). With DARS the advantage stage runs once per distinct group size (groups padded by
+``z_c``. Stage generations (DARS's extra samples, Scaf-GRPO's hinted ones) draw one sample per
+request in chunks of ``P·G`` prompts, the main generation's row count (one more compilation per
+prompt bucket). With DARS the advantage stage runs once per distinct group size (groups padded by
 repetition to ``P``), so it compiles once per size, not per step. See ``docs/training.md``.
 
 Held-out evaluation (:func:`evaluate`): on ``eval.num_prompts`` distinct ``"test"`` prompts (never in
@@ -742,28 +743,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   # Stages that stack groups from several generations pad every prompt to the largest bucket.
   prompt_width = (max_bucket if dynamic.get("enabled") or stages.dars or stages.scaf else None)
 
-  def rollout_groups(step: int, examples: Sequence[task_lib.Example], ids: Sequence[int],
+  def single_samples(step: int, examples: Sequence[task_lib.Example], ids: Sequence[int],
                      stream_id: int) -> Dict[str, np.ndarray]:
-    """``G`` scored samples for each example, ``[len(examples), G, ...]``, generated in chunks of
-    ``num_prompts`` prompts (the last padded by repetition), i.e. with the shape of the step's
-    main generation, so no new compilation."""
+    """One scored sample per example, ``[len(examples), 1, ...]``, generated in chunks of
+    ``P·G`` prompts (the last padded by repetition): the main generation's row count, so the
+    memory is the same and it compiles once per run."""
+    chunk_size = num_prompts * group_size
     chunks = []
-    for c, start in enumerate(range(0, len(examples), num_prompts)):
-      chunk = list(examples[start:start + num_prompts])
+    for c, start in enumerate(range(0, len(examples), chunk_size)):
+      chunk = list(examples[start:start + chunk_size])
       real = len(chunk)
-      chunk += [chunk[-1]] * (num_prompts - real)
+      chunk += [chunk[-1]] * (chunk_size - real)
       key = jax.random.fold_in(
           jax.random.fold_in(jax.random.fold_in(sample_key, step), _STAGE_STREAM + stream_id), c)
-      rollout, texts = sampler(state_params[0], chunk, key, num_samples=group_size,
+      rollout, texts = sampler(state_params[0], chunk, key, num_samples=1,
                                temperature=rl.temperature, top_p=rl.get("top_p"),
                                top_k=rl.get("top_k"))
-      rollout = jax.tree.map(lambda x: _fetch(x)[:real * group_size], rollout)
+      rollout = jax.tree.map(lambda x: _fetch(x)[:real], rollout)
       t_reward = time.time()
-      scored = scorer(texts[:real * group_size],
-                      [e for e in chunk[:real] for _ in range(group_size)])
+      scored = scorer(texts[:real], chunk[:real])
       timing["reward"] += time.time() - t_reward
       chunks.append(_with_stage_keys(
-          _group_batch(rollout, scored, real, group_size, prompt_width, sampler.pad_id),
+          _group_batch(rollout, scored, real, 1, prompt_width, sampler.pad_id),
           ids[start:start + real]))
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
@@ -805,22 +806,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     extra_n = data_stages_lib.dars_extra_rollouts(
         accuracy, group_size, settings["n_max"], schedule=settings["schedule"],
         use_std=settings["use_std"])
-    # Whole generations of G samples per prompt slot (the main generation's shape), trimmed to
-    # each prompt's dN.
-    slots = -(-extra_n // group_size)
-    owners = np.repeat(np.arange(num_prompts), slots)
-    ids = group["example_id"][owners, 0]
-    if len(owners):
-      extra = rollout_groups(step, [examples[i] for i in ids], ids, 0)
-      flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in extra.items()}
-      owner = np.repeat(owners, group_size)
-      rank = np.concatenate([np.arange(n * group_size) for n in slots])
-      take = rank < extra_n[owner]
-      extra = {k: v[take] for k, v in flat.items()}
-      owner = owner[take]
+    owner = np.repeat(np.arange(num_prompts), extra_n)
+    if len(owner):
+      ids = group["example_id"][owner, 0]
+      extra = single_samples(step, [examples[i] for i in ids], ids, 0)
+      extra = {k: v[:, 0] for k, v in extra.items()}
     else:
       extra = {k: v[:0, 0] for k, v in group.items()}
-      owner = np.zeros(0, np.int64)
     merged = data_stages_lib.dars_merge(group, extra, owner, settings["n_max"])
     valid = merged["valid"]
     correct = (merged["raw_rewards"] >= 1.0) & valid
@@ -858,26 +850,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         requests.append((p, level, hinted))
     replaced, levels = 0, []
     if requests:
-      hinted_groups = rollout_groups(step, [r[2] for r in requests],
-                                     [group["example_id"][r[0], 0] for r in requests], 1)
+      # One sample per hint level, as the reference code (it regenerates one row per level).
+      hinted = single_samples(step, [r[2] for r in requests],
+                              [group["example_id"][r[0], 0] for r in requests], 1)
+      hinted = {k: v[:, 0] for k, v in hinted.items()}
       owners = np.array([r[0] for r in requests])
       request_levels = np.array([r[1] for r in requests])
       group = {k: v.copy() for k, v in group.items()}
       for p in np.unique(owners):
         rows = np.flatnonzero(owners == p)
-        sample_levels = np.repeat(request_levels[rows], group_size)
-        rewards = hinted_groups["raw_rewards"][rows].reshape(-1)
-        best = data_stages_lib.scaf_select(sample_levels, rewards)
+        best = data_stages_lib.scaf_select(request_levels[rows], hinted["raw_rewards"][rows])
         if best < 0:
           continue
-        r, g = rows[best // group_size], best % group_size
-        replacement = {k: v[r, g] for k, v in hinted_groups.items()}
-        replacement["hint_level"] = np.asarray(request_levels[r], np.int32)
+        replacement = {k: v[rows[best]] for k, v in hinted.items()}
+        replacement["hint_level"] = np.asarray(request_levels[rows[best]], np.int32)
         new = data_stages_lib.scaf_replace({k: v[p] for k, v in group.items()}, replacement)
         for k in group:
           group[k][p] = new[k]
         replaced += 1
-        levels.append(request_levels[r])
+        levels.append(request_levels[rows[best]])
     metrics = {"scaf/hard_groups": float(hard.sum()), "scaf/replaced": float(replaced),
                "scaf/no_hints": float(no_hints), "scaf/hints_too_long": float(too_long),
                "scaf/mean_level": float(np.mean(levels)) if levels else 0.0}
