@@ -126,7 +126,8 @@ def filter_and_accumulate(state: DynamicSamplingState, batch: GroupBatch, reward
     merged = kept
   else:
     if set(state.batch) != set(kept):
-      raise ValueError(f"Round keys {sorted(kept)} differ from earlier rounds {sorted(state.batch)}.")
+      raise ValueError(f"Round keys {sorted(kept)} differ from earlier rounds "
+                       f"{sorted(state.batch)}.")
     merged = {k: np.concatenate([state.batch[k], kept[k]], axis=0) for k in kept}
   return DynamicSamplingState(batch=merged, num_kept=state.num_kept + int(keep.sum()),
                               num_rounds=state.num_rounds + 1,
@@ -434,7 +435,8 @@ def procedural_hints(example: task_lib.Example) -> Optional[Dict[str, List[str]]
 # --- ViSurf ---------------------------------------------------------------------------------------
 
 
-def inject_ground_truth(batch: GroupBatch, reference: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+def inject_ground_truth(batch: GroupBatch,
+                        reference: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
   """Appends the ground-truth sample to every group: ``[P, G, ...]`` → ``[P, G+1, ...]``.
 
   ViSurf (arXiv 2510.10606) treats the reference response ``y*`` as one more member of the group,

@@ -61,8 +61,8 @@ def _comparable(record):
 def test_sigkilled_run_resumes_with_the_same_metric_trajectory(tmp_path):
   reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
   config_file = _config_file(tmp_path)
-  subprocess.run(_command(reference_dir, config_file), cwd=REPO, env=_env(), check=True, timeout=600,
-                 capture_output=True)
+  subprocess.run(_command(reference_dir, config_file), cwd=REPO, env=_env(), check=True,
+                 timeout=600, capture_output=True)
 
   proc = subprocess.Popen(_command(killed_dir, config_file), cwd=REPO, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
