@@ -15,13 +15,15 @@ Command lines. Every ``python -m experiments.<binary>`` and ``python benchmarks/
 command in a non-Python fenced block or in an inline code span is parsed by the binary's own
 flag parser (absl, including ml_collections' ``--config.<field>`` overrides, or argparse) without
 running it, so a renamed flag or config field fails here; the config's ``rl.objective`` is then
-built with its ``rl.objective_overrides``, so a wrong preset keyword fails too. Placeholder values (``$RANK``,
-``<dir>``) are checked by flag name only; a ``--config`` file that is not in the repository (the
-reader's own ``my_config.py``) is replaced by the binary's default config.
+built with its ``rl.objective_overrides``, so a wrong preset keyword fails too. Placeholder
+values (``$RANK``, ``<dir>``) are checked by flag name only; a ``--config`` file that is not in
+the repository (the reader's own ``my_config.py``) is replaced by the binary's default config.
+Required flags left out are not reported (prose elides them, e.g. with ``...``).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import importlib
 import json
@@ -133,30 +135,44 @@ def run_blocks(blocks: List[Block], tmp_path: pathlib.Path,
   env = _child_env(str(ROOT))
   if compilation_cache is not None:
     # Pages compile some of the same programs (init_params of the tiny preset); a cache shared
-    # by this session's pages compiles them once.
+    # by this session's pages may compile them once.
     env["JAX_COMPILATION_CACHE_DIR"] = str(compilation_cache)
   proc = subprocess.run([sys.executable, "-c", _RUNNER], input=payload, capture_output=True,
                         text=True, cwd=tmp_path, env=env, timeout=_PAGE_TIMEOUT_S, check=False)
   return proc.returncode, proc.stdout + proc.stderr
 
 
-_PY_PAGES = [p for p in PAGES if python_blocks(p)]
+# Pages run two at a time (JAX compiles on one core; CI has two), longest first.
+_PY_PAGES = sorted((p for p in PAGES if python_blocks(p)),
+                   key=lambda p: -sum(len(b.code) for b in python_blocks(p)))
+_CONCURRENT_PAGES = 2
 
 
 @pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory):
-  return tmp_path_factory.mktemp("jax_compilation_cache")
+def page_runs(tmp_path_factory):
+  """page -> future of (exit code, output): every page's process, started once for the module."""
+  cache = tmp_path_factory.mktemp("jax_compilation_cache")
+  with concurrent.futures.ThreadPoolExecutor(_CONCURRENT_PAGES) as pool:
+    futures = {}
+    for page in _PY_PAGES:
+      blocks = python_blocks(page)
+      if any(b.skip is None for b in blocks):
+        futures[page] = pool.submit(run_blocks, blocks,
+                                    tmp_path_factory.mktemp(pathlib.Path(page).stem), cache)
+    yield futures
+    for future in futures.values():
+      future.cancel()
 
 
 @pytest.mark.parametrize("page", _PY_PAGES)
-def test_python_examples_run(page, tmp_path, compilation_cache):
+def test_python_examples_run(page, page_runs):
   blocks = python_blocks(page)
   for block in blocks:
     if block.skip is not None:
       print(f"{page}:{block.line} skipped: {block.skip}")
-  if all(b.skip is not None for b in blocks):
+  if page not in page_runs:
     pytest.skip(f"{page}: every python block is marked skip")
-  returncode, output = run_blocks(blocks, tmp_path, compilation_cache)
+  returncode, output = page_runs[page].result()
   check_page_run(page, blocks, returncode, output)
 
 
