@@ -156,6 +156,7 @@ def _tiny_config(objective, *, num_steps=2, sft_steps=20):
   config.data.add_bos = True
   config.sft.num_steps = sft_steps
   config.sft.target_pass_at_1 = 0.0  # a fixed-length warm-up, no accuracy probe
+  config.sft.init_from = ""
   config.sft.batch_size = 16
   config.sft.seed = 1
   config.sft.optimizer = dict(name="adamw", learning_rate=3e-3, schedule="cosine",

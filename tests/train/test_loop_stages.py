@@ -34,6 +34,7 @@ def _tiny_config(objective="grpo", *, num_steps=1, sft_steps=0):
   config.data.add_bos = True
   config.sft.num_steps = sft_steps
   config.sft.target_pass_at_1 = 0.0  # a fixed-length warm-up, no accuracy probe
+  config.sft.init_from = ""
   config.sft.batch_size = 16
   config.sft.seed = 1
   config.sft.optimizer = dict(name="adamw", learning_rate=1e-2, schedule="cosine",
