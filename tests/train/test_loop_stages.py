@@ -231,15 +231,33 @@ def _greedy_rewards(params, config, examples):
   return np.array([task_lib.get_verifier(e.verifier)(t, e) for t, e in zip(texts, examples)])
 
 
-def test_remax_advantage_is_reward_minus_greedy_reward(tmp_path):
+@pytest.fixture
+def coin_task(tmp_path):
+  """A file task whose verifier accepts completions starting with an even character code, so an
+  untrained policy already gets mixed rewards (no warm-up needed)."""
+  name = "test_loop_stages/even_first_char"
+  if name not in task_lib.registered_verifiers():
+    task_lib.register_verifier(name, lambda completion, example: float(
+        bool(completion) and ord(completion[0]) % 2 == 0))
+  path = tmp_path / "coin.jsonl"
+  with open(path, "w") as f:
+    for i in range(6):
+      f.write(json.dumps({"prompt": f"{i}+2=", "answer": str(i + 2), "verifier": name}) + "\n")
+  return str(path)
+
+
+def test_remax_advantage_is_reward_minus_greedy_reward(tmp_path, coin_task):
+  config = _tiny_config("remax")
+  config.task = dict(kind="files", files={"train": coin_task, "test": coin_task}, name="coin")
+
   def greedy_of_batch(batch):
     examples = [batch["examples"][i] for i in batch["group"]["example_id"][:, 0]]
-    return _greedy_rewards(batch["params"], _tiny_config(), examples)
+    return _greedy_rewards(batch["params"], config, examples)
 
-  batches, records = _run(_tiny_config("remax", sft_steps=30), tmp_path, greedy_of_batch)
+  batches, records = _run(config, tmp_path / "run", greedy_of_batch)
   (_, out), = batches
   group, batch, greedy = out["group"], out["batch"], out["inspected"]
-  assert 0 < greedy.mean() < 1 or 0 < group["raw_rewards"].mean() < 1  # not trivially 0 - 0
+  assert 0 < group["raw_rewards"].mean() < 1  # not trivially 0 - 0
   np.testing.assert_array_equal(out["advantage_inputs"].extras["greedy_rewards"], greedy)
   assert records[0]["remax/greedy_reward"] == pytest.approx(greedy.mean())
   expected = group["raw_rewards"] - greedy[:, None]
