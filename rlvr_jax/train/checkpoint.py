@@ -274,11 +274,14 @@ def load_params(path: str, like: PyTree) -> PyTree:
   from flax import serialization  # pylint: disable=g-import-not-at-top
   with open(path, "rb") as f:
     state = serialization.msgpack_restore(f.read())
-  restored = serialization.from_state_dict(jax.device_get(like), state)
+  # ``like`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves (e.g. from ``jax.eval_shape``).
+  spec = lambda x: (tuple(getattr(x, "shape", np.shape(x))),
+                    np.dtype(getattr(x, "dtype", np.asarray(x).dtype)))
+  placeholders = jax.tree_util.tree_map(lambda x: np.zeros(0, spec(x)[1]), like)
+  restored = serialization.from_state_dict(placeholders, state)
   for (key, got), want in zip(jax.tree_util.tree_leaves_with_path(restored),
                               jax.tree_util.tree_leaves(like)):
-    if np.shape(got) != np.shape(want):
+    if np.shape(got) != spec(want)[0]:
       raise ValueError(f"{path}: {jax.tree_util.keystr(key)} has shape {np.shape(got)}, the "
-                       f"model expects {np.shape(want)}")
-  return jax.tree_util.tree_map(lambda g, w: np.asarray(g, dtype=np.asarray(w).dtype),
-                                restored, like)
+                       f"model expects {spec(want)[0]}")
+  return jax.tree_util.tree_map(lambda g, w: np.asarray(g, dtype=spec(w)[1]), restored, like)

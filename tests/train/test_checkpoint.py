@@ -188,6 +188,11 @@ def test_save_and_load_params(tmp_path):
   loaded = checkpoint.load_params(path, like)
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, params)
   assert not os.path.exists(path + ".tmp")
+  # An abstract target (jax.eval_shape) gives the same arrays, with its dtypes.
+  abstract = jax.eval_shape(lambda: jax.tree_util.tree_map(jnp.asarray, params))
+  loaded = checkpoint.load_params(path, abstract)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, params)
+  assert loaded["layer"]["kernel"].dtype == np.float32
   wrong_shape = dict(like, layer={"kernel": np.zeros((3, 3)), "bias": np.zeros(3)})
   with pytest.raises(ValueError, match="kernel"):
     checkpoint.load_params(path, wrong_shape)
