@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -175,6 +176,14 @@ def compute_rewards(functions: Sequence[RewardFunction],
           on_error(f.name, error or "failed")
         continue
       values[a:b] = arr
+    if n and failed == n:
+      # Every call failing is the setup's fault far more often than the data's (with a pool: a
+      # function defined in __main__ that the workers cannot import); a metric alone hides it.
+      first = next((e for _, e in results if e), "the returned values were unusable")
+      warnings.warn(f"reward function {f.name!r} failed on every sample (first error: {first})"
+                    + (". With a pool, define it in an importable module, not in __main__ "
+                       "(stdin, python -c, a notebook)." if pool is not None else "."),
+                    RuntimeWarning, stacklevel=2)
     per_function[f.name] = values
     mean, std = _nan_stats(values)
     metrics[f"rewards/{f.name}/mean"] = mean

@@ -217,7 +217,9 @@ def verify_batch(completions: Sequence[str], golds: Sequence[str], *,
     mp_context: start method of the shared pool.
 
   Returns:
-    One bool per completion, in order. Timeouts, crashes and unparsable answers are False.
+    One bool per completion, in order. Timeouts, crashes and unparsable answers are False; a
+    ``RuntimeWarning`` says so when every item failed in the workers (e.g. workers that cannot
+    start because the calling script was read from stdin).
   """
   if len(completions) != len(golds):
     raise ValueError(f"{len(completions)} completions but {len(golds)} golds")
@@ -228,6 +230,8 @@ def verify_batch(completions: Sequence[str], golds: Sequence[str], *,
     pool = _shared_pool(max(1, n), mp_context, timeout_s)
   items = [(c, g, rel_tol, max_answer_chars) for c, g in zip(completions, golds)]
   outcomes = pool.map(_worker_verify, items, timeout_s=timeout_s)
+  # _worker_verify turns any verifier exception into False, so an error here is the workers'.
+  workers.warn_if_all_failed(outcomes, "math verification")
   return [o.error is None and not o.timed_out and o.value is True for o in outcomes]
 
 

@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 import traceback
+import warnings
 import weakref
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -89,6 +90,19 @@ def _worker_main(conn: multiprocessing.connection.Connection,
     except Exception as e:  # pylint: disable=broad-except
       # The value itself may not pickle; report that instead of dying.
       conn.send((None, f"could not send the result: {type(e).__name__}: {e}"))
+
+
+def warn_if_all_failed(outcomes: Sequence[Outcome], what: str) -> None:
+  """Warns (``RuntimeWarning``) when every outcome is an error: then the cause is almost never
+  the items but the workers themselves, e.g. a function defined in a script read from stdin,
+  ``python -c`` or a notebook, which the worker processes cannot import by name."""
+  if outcomes and all(o.error is not None for o in outcomes):
+    warnings.warn(
+        f"every {what} failed in the worker processes (first error: {outcomes[0].error}). "
+        "Workers cannot start when the calling program's __main__ is not an importable file (a "
+        "script read from stdin, python -c), nor run a function defined in __main__ (e.g. in a "
+        "notebook): run from a file, define the function in a module, or compute in-process.",
+        RuntimeWarning, stacklevel=3)
 
 
 class _Worker:

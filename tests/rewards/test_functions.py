@@ -64,8 +64,11 @@ def test_exception_costs_only_its_chunk():
   errors = []
   fns = [functions.RewardFunction("flaky", flaky_reward),
          functions.RewardFunction("bad", wrong_length_reward)]
-  out = functions.compute_rewards(fns, PROMPTS, COMPLETIONS, chunk_size=2,
-                                  on_error=lambda name, msg: errors.append((name, msg)))
+  # "bad" fails on every sample: besides its metric, a warning says so (only for it).
+  with pytest.warns(RuntimeWarning, match="'bad' failed on every sample") as record:
+    out = functions.compute_rewards(fns, PROMPTS, COMPLETIONS, chunk_size=2,
+                                    on_error=lambda name, msg: errors.append((name, msg)))
+  assert len(record) == 1
   np.testing.assert_allclose(out.per_function["flaky"], [1.0, 1.0, np.nan, np.nan])
   assert np.isnan(out.per_function["bad"]).all()
   assert out.metrics["rewards/flaky/failures"] == 2.0

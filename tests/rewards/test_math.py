@@ -162,6 +162,18 @@ def test_verify_batch_validates_arguments():
     rmath.verify_batch(["a"], ["b"], timeout_s=0)
 
 
+def test_workers_that_cannot_start_are_reported_not_silent(tmp_path):
+  # A script read from stdin: forkserver workers cannot re-import its __main__, so every item
+  # fails; verify still returns False (one reward lost per item) but warns why.
+  code = ("from rlvr_jax.rewards import math as m\n"
+          "print(m.verify(r'\\boxed{2}', '2'), m.verify_in_process(r'\\boxed{2}', '2'))\n")
+  proc = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True,
+                        cwd=tmp_path, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.split() == ["False", "True"]
+  assert "RuntimeWarning: every math verification failed" in proc.stderr
+
+
 def test_rewards_package_import_is_light():
   code = ("import sys, rlvr_jax.rewards; "
           "assert 'sympy' not in sys.modules, 'sympy imported eagerly'; "
