@@ -604,11 +604,15 @@ def make_objective(name: str, *, advantage: Callable[[AdvantageInputs], Array],
     needs_entropy = "entropy" in loss_reads
   if whole_groups is None:
     whole_groups = "group_ids" in surrogate.reads
+  loss = _make_loss(token_weighting, surrogate, aggregation, regularizers)
+  # What the loss reads by name (LossBatch fields, its ``extras`` keys, ``logprobs``, ``entropy``,
+  # ``advantages``): a trainer checks at start-up that it provides them all.
+  loss.reads = tuple(sorted(loss_reads))
   return Objective(
       name=name,
       reward_transform=reward_transform,
       advantage=advantage,
-      loss=_make_loss(token_weighting, surrogate, aggregation, regularizers),
+      loss=loss,
       needs_reference=bool(needs_reference),
       needs_entropy=bool(needs_entropy),
       whole_groups=bool(whole_groups),

@@ -313,14 +313,23 @@ ADVANTAGE_INPUTS = ("rewards", "mask", "tokens", "lengths", "truncated", "token_
                     "old_logprobs", "ref_logprobs", "step", "greedy_rewards", "self_rewards")
 
 
+# What the loss can read: the ``LossBatch`` fields, the policy's ``logprobs`` and ``entropy``, the
+# (weighted) ``advantages``, and LaSeR's ``extras`` (when the advantage stage reads
+# ``self_rewards``).
+LOSS_INPUTS = tuple(f.name for f in dataclasses.fields(types.LossBatch) if f.name != "extras") + (
+    "logprobs", "entropy", "advantages", "selfreward_position", "selfreward_weights")
+
+
 def check_objective_inputs(objective) -> None:
-  """Fails at start-up, not mid-run, when the objective's advantage stage reads an input this loop
-  does not produce (a user objective's own ``extras`` key)."""
-  missing = sorted(set(getattr(objective.advantage, "reads", ())) - set(ADVANTAGE_INPUTS))
-  if missing:
+  """Fails at start-up, not mid-run, when the objective's advantage stage or loss reads an input
+  this loop does not produce (THR's ``thr`` token rewards; a user objective's own ``extras``)."""
+  missing_adv = set(getattr(objective.advantage, "reads", ())) - set(ADVANTAGE_INPUTS)
+  missing_loss = set(getattr(getattr(objective, "loss", None), "reads", ())) - set(LOSS_INPUTS)
+  if missing_adv or missing_loss:
     raise NotImplementedError(
-        f"Objective {objective.name!r} reads {missing}, which the RL loop does not produce "
-        f"(it provides {list(ADVANTAGE_INPUTS)}); use the objective from your own loop.")
+        f"Objective {objective.name!r} reads {sorted(missing_adv | missing_loss)}, which the RL "
+        f"loop does not produce (advantage inputs {list(ADVANTAGE_INPUTS)}, loss inputs "
+        f"{list(LOSS_INPUTS)}); use the objective from your own loop.")
 
 
 def _reads(objective, name: str) -> bool:

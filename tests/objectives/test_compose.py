@@ -155,3 +155,11 @@ def test_after_warmup_switches_on_step():
   np.testing.assert_allclose(stage(inputs), [[1.5, -0.5, -0.5, -0.5]], rtol=1e-5)
   late = dataclasses.replace(inputs, extras={"step": jnp.asarray(10)})
   np.testing.assert_allclose(stage(late), [[0.75, -0.25, -0.25, -0.25]], rtol=1e-6)
+
+
+def test_loss_declares_what_it_reads():
+  from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
+  grpo = presets.get("grpo")
+  assert {"logprobs", "old_logprobs", "ref_logprobs", "advantages", "mask"} <= set(grpo.loss.reads)
+  assert "entropy" not in grpo.loss.reads
+  assert "thr" in presets.get("thr").loss.reads

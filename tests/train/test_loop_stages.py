@@ -351,6 +351,13 @@ def test_objective_reading_an_unknown_input_fails_at_start_up():
     loop.check_objective_inputs(oracle)
   for name in ("remax", "laser"):
     loop.check_objective_inputs(presets.get(name))  # all their inputs are produced now
+  # The loss side too: THR's surrogate reads per-token hidden rewards the loop does not compute.
+  with pytest.raises(NotImplementedError, match="'thr'"):
+    loop.check_objective_inputs(presets.get("thr"))
+  # Every other preset the library ships passes.
+  for name in presets.names():
+    if name != "thr":
+      loop.check_objective_inputs(presets.get(name))
 
 
 def test_score_all_positions_matches_masked_scores_on_real_tokens():
