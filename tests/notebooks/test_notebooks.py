@@ -24,7 +24,7 @@ NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parents[2] / "notebooks"
 TIMEOUT_S = {
     "objectives_tour": 300,
     "verifiers": 240,
-    "tiny_grpo": 480,
+    "tiny_grpo": 900,
     "bring_your_own_model": 300,
 }
 
