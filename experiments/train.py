@@ -32,6 +32,10 @@ def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
   if _MULTIHOST.value:
+    if hasattr(jax.config, "jax_cpu_collectives_implementation"):
+      # Collectives between processes' CPU devices (e.g. a multi-process run on one machine);
+      # GPU and TPU devices use their own (NCCL, ICI) whatever this says.
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   from rlvr_jax.train import loop  # pylint: disable=g-import-not-at-top
