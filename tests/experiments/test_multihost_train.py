@@ -1,9 +1,10 @@
 """The training binary as a 2-process run on localhost (``--multihost``, gloo CPU collectives).
 
-Each process owns one CPU device; the (data=2) mesh spans both, every process generates and
-scores its own block of each step's prompts, and process 0 alone writes metrics and the summary.
-Both must finish, and the run must match the same config run as one process with two devices in
-its metrics (the same rollouts, rewards and updates, up to float rounding).
+Each process owns one CPU device and the (data=2) mesh spans both; every process runs the same
+host pipeline (prompts, samples, rewards) and feeds its block of the batch rows to the update, and
+process 0 alone writes metrics, the summary and the warm-up file. Both must finish, and the run
+must match the same config run as one process with two devices, step by step (the same rollouts,
+rewards and updates, up to float rounding), with checkpoints saved by both processes together.
 """
 
 import json
