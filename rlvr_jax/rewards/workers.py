@@ -93,16 +93,23 @@ def _worker_main(conn: multiprocessing.connection.Connection,
 
 
 def warn_if_all_failed(outcomes: Sequence[Outcome], what: str) -> None:
-  """Warns (``RuntimeWarning``) when every outcome is an error: then the cause is almost never
-  the items but the workers themselves, e.g. a function defined in a script read from stdin,
-  ``python -c`` or a notebook, which the worker processes cannot import by name."""
-  if outcomes and all(o.error is not None for o in outcomes):
-    warnings.warn(
-        f"every {what} failed in the worker processes (first error: {outcomes[0].error}). "
-        "Workers cannot start when the calling program's __main__ is not an importable file (a "
-        "script read from stdin, python -c), nor run a function defined in __main__ (e.g. in a "
-        "notebook): run from a file, define the function in a module, or compute in-process.",
-        RuntimeWarning, stacklevel=3)
+  """Warns (``RuntimeWarning``) when every outcome is an error.
+
+  Then the cause is rarely the items: either a timeout too short for any item, or workers that
+  cannot run the function at all, e.g. one defined in a script read from stdin, ``python -c`` or a
+  notebook, which worker processes cannot import by name.
+  """
+  if not outcomes or any(o.error is None for o in outcomes):
+    return
+  if all(o.timed_out for o in outcomes):
+    hint = "Every item hit its timeout: is the timeout too short?"
+  else:
+    hint = ("Workers cannot start when the calling program's __main__ is not an importable file "
+            "(a script read from stdin, python -c), nor run a function defined in __main__ "
+            "(e.g. in a notebook): run from a file, define the function in a module, or compute "
+            "in-process.")
+  warnings.warn(f"every {what} failed in the worker processes (first error: "
+                f"{outcomes[0].error}). {hint}", RuntimeWarning, stacklevel=3)
 
 
 class _Worker:
