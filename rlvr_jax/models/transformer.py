@@ -314,7 +314,9 @@ class Transformer(nn.Module):
     kv_lengths = shift = None
     if flash:
       shift = jnp.argmax(attention_mask, axis=1).astype(jnp.int32)
-      kv_lengths = jnp.sum(attention_mask, axis=1, dtype=jnp.int32)
+      # At least one key: a row of padding only then attends to its first slot and stays finite
+      # (the einsum path gives such a row a uniform distribution), never NaN.
+      kv_lengths = jnp.maximum(jnp.sum(attention_mask, axis=1, dtype=jnp.int32), 1)
       tokens, positions = _roll_rows(tokens, shift), _roll_rows(positions, shift)
     if cache is None:
       q_slot = jnp.arange(t)

@@ -276,10 +276,11 @@ def test_flash_attention_equals_einsum_on_padded_rows(tiny_params):
   # values and gradients (off a GPU it runs XLA's dot_product_attention, same arithmetic order
   # is not guaranteed, hence the tolerances).
   rng = np.random.default_rng(8)
-  tokens = jnp.asarray(rng.integers(1, 256, size=(3, 7)), jnp.int32)
+  tokens = jnp.asarray(rng.integers(1, 256, size=(4, 7)), jnp.int32)
   mask = jnp.asarray([[False, False, True, True, True, True, True],
                       [True, True, True, True, False, False, False],
-                      [False, True, True, True, True, True, False]])
+                      [False, True, True, True, True, True, False],
+                      [False] * 7])  # padding only: finite, never NaN
   positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
   params = _perturb(tiny_params, 9)
 
@@ -291,6 +292,7 @@ def test_flash_attention_equals_einsum_on_padded_rows(tiny_params):
   (v0, l0), g0 = grad(params, TINY)
   (v1, l1), g1 = grad(params, TINY.replace(attention="flash"))
   m = np.asarray(mask)
+  assert np.isfinite(np.asarray(l1)).all() and np.isfinite(np.asarray(l0)).all()
   np.testing.assert_allclose(np.asarray(l1)[m], np.asarray(l0)[m], atol=1e-5, rtol=1e-5)
   np.testing.assert_allclose(v0, v1, rtol=1e-5)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
