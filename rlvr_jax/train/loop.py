@@ -680,8 +680,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
               top_p=rl.get("top_p"), batch_size=config.eval.batch_size, greedy=False)
           _print(f"sft step {step}: probe pass@1 {probe_metrics['pass@1']:.3f} "
                  f"(stop at {target})")
-          sft_steps[0] = step
-          return probe_metrics["pass@1"] >= target
+          reached = probe_metrics["pass@1"] >= target
+          if reached:  # otherwise the warm-up goes on, possibly to all num_steps
+            sft_steps[0] = step
+          return reached
 
       params = sft.train(
           params, tx=sft_tx,
