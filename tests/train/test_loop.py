@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rlvr_jax.data import procedural
+from experiments.configs import tiny
 from rlvr_jax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,23 +26,12 @@ NUM_STEPS = 8
 _TIMING = ("time", "time/", "tokens/")
 
 
-def _command(workdir, config_file):
+def _command(workdir, objective="grpo", num_steps=NUM_STEPS, sft_steps=40):
+  """The training binary on experiments/configs/tiny.py, checkpointing every 2 steps."""
   return [sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
-          f"--config={config_file}", "--config.checkpoint.every=2"]
-
-
-def _config_file(tmp_path, objective="grpo", num_steps=NUM_STEPS, sft_steps=40):
-  """A config file whose ``get_config()`` is this module's :func:`_tiny_config`."""
-  path = tmp_path / "tiny_config.py"
-  path.write_text(
-      "import importlib.util\n"
-      "def get_config():\n"
-      f"  spec = importlib.util.spec_from_file_location('_tiny', {os.path.abspath(__file__)!r})\n"
-      "  module = importlib.util.module_from_spec(spec)\n"
-      "  spec.loader.exec_module(module)\n"
-      f"  return module._tiny_config({objective!r}, num_steps={num_steps}, "
-      f"sft_steps={sft_steps})\n")
-  return str(path)
+          "--config=experiments/configs/tiny.py", f"--config.rl.objective={objective}",
+          f"--config.rl.num_steps={num_steps}", f"--config.sft.num_steps={sft_steps}",
+          "--config.checkpoint.every=2"]
 
 
 def _env():
@@ -60,11 +50,10 @@ def _comparable(record):
 
 def test_sigkilled_run_resumes_with_the_same_metric_trajectory(tmp_path):
   reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
-  config_file = _config_file(tmp_path)
-  subprocess.run(_command(reference_dir, config_file), cwd=REPO, env=_env(), check=True,
+  subprocess.run(_command(reference_dir), cwd=REPO, env=_env(), check=True,
                  timeout=600, capture_output=True)
 
-  proc = subprocess.Popen(_command(killed_dir, config_file), cwd=REPO, env=_env(),
+  proc = subprocess.Popen(_command(killed_dir), cwd=REPO, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   metrics_path = killed_dir / "metrics.jsonl"
   deadline = time.time() + 600
@@ -78,7 +67,7 @@ def test_sigkilled_run_resumes_with_the_same_metric_trajectory(tmp_path):
   assert proc.returncode == -signal.SIGKILL
   assert 2 <= steps_before_kill < NUM_STEPS, "the run finished before it could be killed"
 
-  resumed = subprocess.run(_command(killed_dir, config_file), cwd=REPO, env=_env(), timeout=600,
+  resumed = subprocess.run(_command(killed_dir), cwd=REPO, env=_env(), timeout=600,
                            capture_output=True, text=True)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "resumed from step" in resumed.stdout
@@ -142,59 +131,10 @@ def test_heldout_examples_are_distinct_and_never_in_training():
   assert not train & {e.prompt for e in heldout}
 
 
-def _tiny_config(objective, *, num_steps=2, sft_steps=20):
-  """A tiny run (operands 0..3, a 1-layer width-32 model) with every RL, SFT and optimizer field
-  the tests rely on set here, so that changing the demo's defaults does not change these tests."""
-  from experiments.configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
-  config.seed = 0
-  config.task.kwargs.min_value = 0
-  config.task.kwargs.max_value = 3
-  config.task.kwargs.ops = "+"
-  config.task.kwargs.heldout_fraction = 0.2
-  config.data.prompt_buckets = (8, 16)
-  config.data.add_bos = True
-  config.sft.num_steps = sft_steps
-  config.sft.target_pass_at_1 = 0.0  # a fixed-length warm-up, no accuracy probe
-  config.sft.init_from = ""
-  config.sft.batch_size = 16
-  config.sft.seed = 1
-  config.sft.optimizer = dict(name="adamw", learning_rate=3e-3, schedule="cosine",
-                              warmup_steps=50, decay_steps=0, weight_decay=0.0, grad_clip=1.0)
-  config.rl.objective = objective
-  config.rl.objective_overrides = {}
-  config.rl.num_steps = num_steps
-  config.rl.num_prompts = 4
-  config.rl.num_samples = 4
-  config.rl.max_new_tokens = 3
-  config.rl.temperature = 1.0
-  config.rl.top_p = None
-  config.rl.top_k = None
-  config.rl.num_iterations = 1
-  config.rl.num_mini_batches = 1
-  config.rl.num_micro_batches = 1
-  config.rl.recompute_old_logprobs = False
-  config.rl.chunk_size = 8
-  config.rl.ref_refresh_steps = 0
-  config.optimizer = dict(name="adamw", learning_rate=1e-4, schedule="constant",
-                          warmup_steps=10, weight_decay=0.0, grad_clip=1.0, b1=0.9, b2=0.999,
-                          eps=1e-8)
-  config.eval.num_prompts = 0
-  config.eval.every = 0
-  config.checkpoint.every = 0
-  config.remat = "none"
-  config.model.attention = "einsum"
-  config.model.preset = "tiny"
-  config.model.hf_dir = ""
-  config.model.overrides = dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
-                                num_kv_heads=4, head_dim=16, max_position_embeddings=64)
-  return config
-
-
 def test_kl_in_reward_objective_runs_in_the_loop(tmp_path):
   # RLOO puts a k1 KL penalty into the reward, reading old and reference log-probs in the
   # advantage stage: the loop must provide them there.
-  loop.train(_tiny_config("rloo"), str(tmp_path))
+  loop.train(tiny.tiny_config("rloo"), str(tmp_path))
   records = _records(tmp_path)
   assert [r["step"] for r in records] == [1, 2]
   assert all(np.isfinite(r["loss"]) for r in records)

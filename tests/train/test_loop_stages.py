@@ -7,6 +7,7 @@ batch the loop assembles (``batch_callback``) against values computed here from 
 
 import json
 import math
+import os
 import types
 
 import jax
@@ -16,57 +17,16 @@ import pytest
 
 from rlvr_jax.data import task as task_lib
 from rlvr_jax.models.transformer import Transformer
+from experiments.configs import tiny
 from rlvr_jax.train import loop
 
 P, G, T = 4, 4, 3
 
 
 def _tiny_config(objective="grpo", *, num_steps=1, sft_steps=0):
-  """Every RL, SFT and optimizer field set here, so default changes do not change the tests."""
-  from experiments.configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
-  config.seed = 0
-  config.task.kwargs.min_value = 0
-  config.task.kwargs.max_value = 3
-  config.task.kwargs.ops = "+"
-  config.task.kwargs.heldout_fraction = 0.2
-  config.data.prompt_buckets = (8, 16)
-  config.data.add_bos = True
-  config.sft.num_steps = sft_steps
-  config.sft.target_pass_at_1 = 0.0  # a fixed-length warm-up, no accuracy probe
-  config.sft.init_from = ""
-  config.sft.batch_size = 16
-  config.sft.seed = 1
-  config.sft.optimizer = dict(name="adamw", learning_rate=1e-2, schedule="cosine",
-                              warmup_steps=5, decay_steps=0, weight_decay=0.0, grad_clip=1.0)
-  config.rl.objective = objective
-  config.rl.objective_overrides = {}
-  config.rl.num_steps = num_steps
-  config.rl.num_prompts = P
-  config.rl.num_samples = G
-  config.rl.max_new_tokens = T
-  config.rl.temperature = 1.0
-  config.rl.top_p = None
-  config.rl.top_k = None
-  config.rl.num_iterations = 1
-  config.rl.num_mini_batches = 1
-  config.rl.num_micro_batches = 1
-  config.rl.recompute_old_logprobs = False
-  config.rl.chunk_size = 8
-  config.rl.ref_refresh_steps = 0
-  config.optimizer = dict(name="adamw", learning_rate=1e-4, schedule="constant",
-                          warmup_steps=10, weight_decay=0.0, grad_clip=1.0, b1=0.9, b2=0.999,
-                          eps=1e-8)
-  config.eval.num_prompts = 0
-  config.eval.every = 0
-  config.checkpoint.every = 0
-  config.remat = "none"
-  config.model.attention = "einsum"
-  config.model.preset = "tiny"
-  config.model.hf_dir = ""
-  config.model.overrides = dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
-                                num_kv_heads=4, head_dim=16, max_position_embeddings=64)
-  return config
+  """The shared tiny config (``tiny_loop_config.py``) with a short, fast warm-up."""
+  return tiny.tiny_config(objective, num_steps=num_steps, sft_steps=sft_steps,
+                           sft_learning_rate=1e-2, sft_warmup_steps=5)
 
 
 def _run(config, workdir, inspect=None):
