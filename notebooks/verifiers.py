@@ -23,7 +23,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rlvr_jax.data import verifiers
+from rlvr_jax.rewards import verifiers
 from rlvr_jax.rewards import code
 from rlvr_jax.rewards import math as math_verifier
 from rlvr_jax.rewards import sandbox

@@ -24,6 +24,7 @@ import hashlib
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 from rlvr_jax.data import task as task_lib
+from rlvr_jax.rewards import registry
 
 VERIFIER = "reasoning_gym"
 _MISSING = ("reasoning-gym is not installed: pip install reasoning-gym "
@@ -123,4 +124,4 @@ def reasoning_gym_verifier(completion: str, example: task_lib.Example) -> float:
     return 0.0
 
 
-task_lib.register_verifier(VERIFIER, reasoning_gym_verifier)
+registry.register_verifier(VERIFIER, reasoning_gym_verifier)

@@ -30,7 +30,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from rlvr_jax.data import task as task_lib
-from rlvr_jax.data import verifiers as _verifiers  # pylint: disable=unused-import  (registers)
+from rlvr_jax.rewards import registry as _registry
+from rlvr_jax.rewards import verifiers as _verifiers  # pylint: disable=unused-import  (registers)
 
 _ALLOWED = ("prompt", "answer", "verifier", "metadata")
 
@@ -90,9 +91,9 @@ def parse_record(record: Any, *, where: str, default_verifier: Optional[str] = N
     raise TaskFileError(f"{where}: missing 'verifier' and no default_verifier was given.")
   if not isinstance(verifier, str):
     raise TaskFileError(f"{where}: 'verifier' must be a string, got {verifier!r}.")
-  if check_verifier and verifier not in task_lib.registered_verifiers():
+  if check_verifier and verifier not in _registry.registered_verifiers():
     raise TaskFileError(f"{where}: unknown verifier {verifier!r}; registered: "
-                        f"{list(task_lib.registered_verifiers())}.")
+                        f"{list(_registry.registered_verifiers())}.")
   metadata = record.get("metadata")
   if metadata is None:
     metadata = {}

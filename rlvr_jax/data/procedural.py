@@ -31,6 +31,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from rlvr_jax.data import task as task_lib
+from rlvr_jax.rewards import registry
 
 SPLITS = ("train", "test")
 
@@ -284,8 +285,8 @@ class Countdown:
       )
 
 
-task_lib.register_verifier("procedural/integer", integer_verifier)
-task_lib.register_verifier("procedural/countdown", countdown_verifier)
+registry.register_verifier("procedural/integer", integer_verifier)
+registry.register_verifier("procedural/countdown", countdown_verifier)
 
 
 def take(source: task_lib.TaskSource, split: str, n: int, seed: int = 0) -> List[task_lib.Example]:

@@ -32,7 +32,7 @@ import numpy as np
 from rlvr_jax.data import jsonl
 from rlvr_jax.data import task as task_lib
 from rlvr_jax.data import templates
-from rlvr_jax.data import verifiers
+from rlvr_jax.rewards import verifiers
 
 _MISSING = ("tensorflow-datasets is not installed: pip install tensorflow-datasets "
             "(or pip install -e '.[tfds]').")

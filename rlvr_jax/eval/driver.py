@@ -37,7 +37,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from rlvr_jax.data import task as task_lib
-from rlvr_jax.data import verifiers as verifiers_lib
+from rlvr_jax.rewards import registry
+from rlvr_jax.rewards import verifiers as verifiers_lib
 from rlvr_jax.eval import metrics as metrics_lib
 
 SampleFn = Callable[[Sequence[task_lib.Example], Any, int], List[str]]
@@ -97,7 +98,7 @@ def score_with_registry(completions: Sequence[str],
   scores = np.zeros(len(completions), np.float64)
   for i, (completion, example) in enumerate(zip(completions, examples)):
     try:
-      scores[i] = float(task_lib.get_verifier(example.verifier)(completion, example))
+      scores[i] = float(registry.get_verifier(example.verifier)(completion, example))
     except Exception:  # pylint: disable=broad-except
       # One broken completion or verifier must not abort an evaluation run.
       scores[i] = 0.0

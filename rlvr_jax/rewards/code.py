@@ -332,7 +332,7 @@ def code_verifier(completion: str, example: Any) -> float:
   Reads the tests from ``example.metadata["tests"]`` (the formats of :func:`run_tests`) and,
   optionally, ``example.metadata["timeout_s"]`` and ``example.metadata["float_tol"]``; returns
   1.0 when the last fenced Python block of ``completion`` passes every test. Suitable for
-  ``rlvr_jax.data.task.register_verifier("code", code_verifier)``; duck-typed so that this module
+  ``rlvr_jax.rewards.registry.register_verifier("code", code_verifier)``; duck-typed so that this module
   does not import the data package.
   """
   meta = example.metadata

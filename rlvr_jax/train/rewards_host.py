@@ -19,8 +19,9 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from rlvr_jax.data import task as task_lib
+from rlvr_jax.rewards import registry
 
-BUILTIN_VERIFIER_MODULES = ("rlvr_jax.data.procedural", "rlvr_jax.data.verifiers")
+BUILTIN_VERIFIER_MODULES = ("rlvr_jax.data.procedural", "rlvr_jax.rewards.verifiers")
 
 
 def score_one(completion: str, example: task_lib.Example,
@@ -28,7 +29,7 @@ def score_one(completion: str, example: task_lib.Example,
   """``verifier(completion, example)`` after importing the modules that register verifiers."""
   for module in modules:
     importlib.import_module(module)
-  return float(task_lib.get_verifier(example.verifier)(completion, example))
+  return float(registry.get_verifier(example.verifier)(completion, example))
 
 
 @dataclasses.dataclass

@@ -6,6 +6,7 @@ import types
 
 import pytest
 
+from rlvr_jax.rewards import registry
 from rlvr_jax.data import gym
 from rlvr_jax.data import task as task_lib
 
@@ -23,7 +24,7 @@ def test_with_reasoning_gym_installed():
   assert len(train) == 6
   assert train == list(src.examples("train", seed=0))
   assert [e.prompt for e in train] != [e.prompt for e in src.examples("test", seed=0)]
-  verify = task_lib.get_verifier("reasoning_gym")
+  verify = registry.get_verifier("reasoning_gym")
   for ex in train:
     assert ex.prompt[0]["role"] == "system" and "<answer>" in ex.prompt[0]["content"]
     assert verify(f"thinking... <answer>{ex.answer}</answer>", ex) == 1.0
@@ -79,7 +80,7 @@ def test_with_fake_module(monkeypatch):
   assert exs[1].prompt == [{"role": "system", "content": "Answer in <answer></answer>."},
                            {"role": "user", "content": f"q{gym.split_seed('test', 4) % 97}-1"}]
   assert exs[1].answer == "1" and exs[1].metadata["source_dataset"] == "fake_task"
-  verify = task_lib.get_verifier("reasoning_gym")
+  verify = registry.get_verifier("reasoning_gym")
   assert verify("<answer> 1 </answer>", exs[1]) == 1.0
   assert verify("<answer>2</answer>", exs[1]) == 0.0
   assert verify("<answer>boom</answer>", exs[1]) == 0.0  # a raising scorer scores 0

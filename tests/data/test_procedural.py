@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from rlvr_jax.rewards import registry
 from rlvr_jax.data import char_tokenizer
 from rlvr_jax.data import procedural
 from rlvr_jax.data import task as task_lib
@@ -44,7 +45,7 @@ def test_arithmetic_examples_are_correct():
 
 def test_integer_verifier():
   example = task_lib.Example(prompt="12+35=", answer="47", verifier="procedural/integer")
-  verify = task_lib.get_verifier("procedural/integer")
+  verify = registry.get_verifier("procedural/integer")
   assert verify("47", example) == 1.0
   assert verify(" 47\n", example) == 1.0
   assert verify("reasoning... <answer>47</answer>", example) == 1.0
@@ -56,7 +57,7 @@ def test_integer_verifier():
 def test_countdown_verifier():
   example = task_lib.Example(prompt="2,3,7->13:", answer="13", verifier="procedural/countdown",
                              metadata={"numbers": [2, 3, 7]})
-  verify = task_lib.get_verifier("procedural/countdown")
+  verify = registry.get_verifier("procedural/countdown")
   assert verify("2*3+7", example) == 1.0
   assert verify("(7-3)*2+5", example) == 0.0      # 5 is not available
   assert verify("7+3+3", example) == 0.0          # 3 used twice
@@ -71,7 +72,7 @@ def test_countdown_verifier():
 
 
 def test_countdown_instances_are_solvable_by_their_solution():
-  verify = task_lib.get_verifier("procedural/countdown")
+  verify = registry.get_verifier("procedural/countdown")
   for example in procedural.take(procedural.Countdown(), "train", 30):
     assert verify(example.metadata["solution"], example) == 1.0
 

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from rlvr_jax.rewards import registry
 from rlvr_jax.data import task as task_lib
 from rlvr_jax.eval import driver
 
@@ -97,7 +98,7 @@ def test_validation():
 def test_score_with_registry_survives_exceptions():
   def boom(completion, example):
     raise RuntimeError("verifier bug")
-  task_lib.register_verifier("test/boom", boom)
+  registry.register_verifier("test/boom", boom)
   exs = [task_lib.Example("q", "1", "exact"), task_lib.Example("q", "1", "test/boom")]
   np.testing.assert_array_equal(driver.score_with_registry(["1", "1"], exs), [1.0, 0.0])
 

@@ -1,4 +1,4 @@
-"""Standard verifiers, registered by name in the :mod:`rlvr_jax.data.task` registry.
+"""Standard verifiers, registered by name in :mod:`rlvr_jax.rewards.registry`.
 
 Importing this module (``import rlvr_jax.data`` does) registers:
 
@@ -29,7 +29,12 @@ import multiprocessing
 import re
 from typing import List, Optional
 
-from rlvr_jax.data import task as task_lib
+from typing import TYPE_CHECKING
+
+from rlvr_jax.rewards import registry
+
+if TYPE_CHECKING:  # rewards never import data at run time
+  from rlvr_jax.data.task import Example
 
 # verl reads only the tail of a GSM8K completion, so an early "#### 12" in a long rambling
 # answer does not count; kept as a parameter so that tests and users can change it.
@@ -46,7 +51,7 @@ def normalize_text(text: str) -> str:
   return _WS.sub(" ", text).strip()
 
 
-def exact_verifier(completion: str, example: task_lib.Example) -> float:
+def exact_verifier(completion: str, example: "Example") -> float:
   """1.0 iff ``normalize_text(completion) == normalize_text(example.answer)``."""
   return float(normalize_text(completion) == normalize_text(example.answer))
 
@@ -57,7 +62,7 @@ def extract_answer_tag(completion: str) -> Optional[str]:
   return tags[-1] if tags else None
 
 
-def answer_tag_verifier(completion: str, example: task_lib.Example) -> float:
+def answer_tag_verifier(completion: str, example: "Example") -> float:
   """1.0 iff the last ``<answer>`` tag's content equals the gold answer (whitespace-normalised)."""
   answer = extract_answer_tag(completion)
   return float(answer is not None and normalize_text(answer) == normalize_text(example.answer))
@@ -81,7 +86,7 @@ def extract_boxed(completion: str) -> Optional[str]:
   return None
 
 
-def boxed_verifier(completion: str, example: task_lib.Example) -> float:
+def boxed_verifier(completion: str, example: "Example") -> float:
   """1.0 iff the last ``\\boxed{}`` content equals the gold answer (whitespace-normalised)."""
   answer = extract_boxed(completion)
   return float(answer is not None and normalize_text(answer) == normalize_text(example.answer))
@@ -122,19 +127,19 @@ def gsm8k_gold(answer: str) -> str:
   return _clean_number(answer.strip())
 
 
-def gsm8k_verifier(completion: str, example: task_lib.Example) -> float:
+def gsm8k_verifier(completion: str, example: "Example") -> float:
   """Strict GSM8K: the last ``#### n`` in the completion's tail equals the gold (string equality)."""
   pred = extract_gsm8k(completion, flexible=False)
   return float(pred is not None and pred == gsm8k_gold(example.answer))
 
 
-def gsm8k_flexible_verifier(completion: str, example: task_lib.Example) -> float:
+def gsm8k_flexible_verifier(completion: str, example: "Example") -> float:
   """Flexible GSM8K: the last number in the completion's tail equals the gold (string equality)."""
   pred = extract_gsm8k(completion, flexible=True)
   return float(pred is not None and pred == gsm8k_gold(example.answer))
 
 
-def math_verifier(completion: str, example: task_lib.Example) -> float:
+def math_verifier(completion: str, example: "Example") -> float:
   """Symbolic math equivalence of the completion's final answer with the gold (1.0 / 0.0).
 
   In the main process this calls :func:`rlvr_jax.rewards.math.verify`, which runs the comparison
@@ -160,4 +165,4 @@ STANDARD_VERIFIERS = {
 }
 
 for _name, _fn in STANDARD_VERIFIERS.items():
-  task_lib.register_verifier(_name, _fn)
+  registry.register_verifier(_name, _fn)

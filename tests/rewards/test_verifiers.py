@@ -2,8 +2,9 @@
 
 import pytest
 
+from rlvr_jax.rewards import registry
 from rlvr_jax.data import task as task_lib
-from rlvr_jax.data import verifiers
+from rlvr_jax.rewards import verifiers
 
 
 def _ex(answer, verifier="exact"):
@@ -11,7 +12,7 @@ def _ex(answer, verifier="exact"):
 
 
 def test_registered_names():
-  names = task_lib.registered_verifiers()
+  names = registry.registered_verifiers()
   for n in ("exact", "answer_tag", "boxed", "gsm8k", "gsm8k_flexible", "math"):
     assert n in names
 
@@ -23,11 +24,11 @@ def test_registered_names():
     ("The answer is 42", "42", 0.0),
 ])
 def test_exact(completion, answer, expected):
-  assert task_lib.get_verifier("exact")(completion, _ex(answer)) == expected
+  assert registry.get_verifier("exact")(completion, _ex(answer)) == expected
 
 
 def test_answer_tag_uses_last_tag():
-  v = task_lib.get_verifier("answer_tag")
+  v = registry.get_verifier("answer_tag")
   assert v("<answer>1</answer> then <answer> 7 </answer>", _ex("7")) == 1.0
   assert v("<answer>7</answer> then <answer>1</answer>", _ex("7")) == 0.0
   assert v("no tag 7", _ex("7")) == 0.0
@@ -37,14 +38,14 @@ def test_boxed_balanced_braces():
   assert verifiers.extract_boxed(r"so \boxed{1} or \boxed{\frac{1}{2}}.") == r"\frac{1}{2}"
   assert verifiers.extract_boxed(r"\boxed{unclosed") is None
   assert verifiers.extract_boxed("none") is None
-  v = task_lib.get_verifier("boxed")
+  v = registry.get_verifier("boxed")
   assert v(r"\boxed{ \frac{1}{2} }", _ex(r"\frac{1}{2}")) == 1.0
   assert v(r"\boxed{0.5}", _ex(r"\frac{1}{2}")) == 0.0  # no symbolic equivalence here
 
 
 def test_gsm8k_strict_and_flexible():
-  strict = task_lib.get_verifier("gsm8k")
-  flex = task_lib.get_verifier("gsm8k_flexible")
+  strict = registry.get_verifier("gsm8k")
+  flex = registry.get_verifier("gsm8k_flexible")
   gold = _ex("Natalia sold 48/2 = 24 clips.\n#### 1,072")
   assert verifiers.gsm8k_gold(gold.answer) == "1072"
   assert strict("... so #### 5 wait no\n#### 1,072", gold) == 1.0
@@ -59,7 +60,7 @@ def test_gsm8k_strict_and_flexible():
 
 def test_math_delegates_to_rewards_math():
   pytest.importorskip("rlvr_jax.rewards.math")
-  v = task_lib.get_verifier("math")
+  v = registry.get_verifier("math")
   assert v(r"so the result is \boxed{\frac{1}{2}}", _ex(r"\frac{1}{2}", "math")) == 1.0
   assert v(r"\boxed{0.5}", _ex(r"\frac{1}{2}", "math")) == 1.0
   assert v(r"\boxed{3}", _ex(r"\frac{1}{2}", "math")) == 0.0
@@ -67,7 +68,7 @@ def test_math_delegates_to_rewards_math():
 
 def _score_in_child(queue, completion, answer):
   ex = task_lib.Example(prompt="q", answer=answer, verifier="math")
-  queue.put(task_lib.get_verifier("math")(completion, ex))
+  queue.put(registry.get_verifier("math")(completion, ex))
 
 
 def test_math_in_a_worker_process_scores_in_process():
