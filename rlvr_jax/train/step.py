@@ -126,7 +126,21 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
   Metrics: the objective's metrics combined over micro-batches by
   ``rlvr_jax.objectives.compose.combine_metrics`` (sums of global-count means, so the full-batch
   value; min/max for ``*min``/``*max`` names), ``loss``, ``grad_norm`` (before clipping),
-  ``entropy`` (token mean, when the log-prob function returns it) and ``learning_rate``.
+  ``entropy`` (token mean, when the log-prob function returns it), ``learning_rate`` and
+  ``update/skipped``.
+
+  **Non-finite updates are skipped on the device.** When the loss, the gradient's global norm or
+  the optimizer's update norm is NaN or infinite, the returned state is the input state, bit for
+  bit: params, optimizer state *and* ``step`` (the step counts updates taken, and optax's own
+  schedule counter inside ``opt_state`` does not advance either, so the ``learning_rate`` metric
+  stays the rate actually used). ``update/skipped`` is 1.0 then (0.0 otherwise) and the other
+  metrics are reported as computed, NaN included, so the cause stays visible; average a step's
+  updates with :func:`rlvr_jax.train.guards.mean_over_updates`, which leaves skipped updates out,
+  and stop a run that keeps skipping with :class:`rlvr_jax.train.guards.SkipGuard`.
+  ``optax.apply_if_finite`` is not used: it checks only the gradient (not the loss), wraps the
+  optimizer state in a new structure (existing checkpoints would no longer restore), lets the
+  non-finite update through after ``max_consecutive_errors`` skips instead of stopping, and still
+  advances ``state.step``.
   """
   if getattr(objective, "whole_groups", False) and not group_size:
     raise ValueError("This objective needs whole groups per micro-batch: pass group_size.")
@@ -167,13 +181,27 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+              & jnp.isfinite(optax.global_norm(updates)))
     metrics = dict(metrics, loss=loss, grad_norm=grad_norm)
+    metrics["update/skipped"] = jnp.where(finite, 0.0, 1.0).astype(jnp.float32)
     if schedule is not None:
       metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return new_state, metrics
+    return keep_if_not_finite(finite, new_state, state), metrics
 
   return update
+
+
+def keep_if_not_finite(finite: jax.Array, new_state: state_lib.TrainState,
+                       old_state: state_lib.TrainState) -> state_lib.TrainState:
+  """``new_state`` where ``finite`` (a scalar bool) holds, else ``old_state``, leaf by leaf.
+
+  An elementwise select rather than ``lax.cond``: XLA fuses it into the update's own elementwise
+  pass (no extra copy of the params, donation still aliases the buffers), and it needs no device
+  to host transfer of the predicate, which a conditional costs on GPU.
+  """
+  return jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, old_state)
 
 
 def jit_update(update_fn, state_shardings: state_lib.TrainState, batch_sharding: Any):
