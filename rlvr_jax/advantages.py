@@ -40,6 +40,7 @@ Array = jax.Array
 __all__ = [
     "advantage_metrics",
     "broadcast_to_tokens",
+    "discounted_returns",
     "gpg",
     "greedy_baseline",
     "group_center",
@@ -55,8 +56,10 @@ __all__ = [
     "pass_at_k_advantage",
     "reinforce_plus_plus",
     "reinforce_plus_plus_baseline",
+    "remax_token_advantages",
     "sum_then_normalize",
     "tempo_tree_advantages",
+    "turn_rewards_to_token_rewards",
     "weighted_grpo_pairs",
 ]
 
@@ -681,7 +684,9 @@ def outcome_to_token_rewards(rewards: Array, mask: Array) -> Array:
   """Places each sequence's scalar reward on its last valid token: ``[P, G] -> [P, G, T]``.
 
   The verl/OpenRLHF convention for outcome rewards (``token_level_scores``). A sequence whose
-  mask is all zero (empty completion) receives no reward tokens, so its reward is dropped.
+  mask is all zero (empty completion) receives no reward tokens, so its reward is dropped. With
+  interior holes (multi-turn observation tokens masked out) this is the last *model* token, the
+  end of the final assistant turn.
 
   Args:
     rewards: ``[P, G]`` rewards.
@@ -701,14 +706,58 @@ def outcome_to_token_rewards(rewards: Array, mask: Array) -> Array:
   return jnp.where(onehot, rewards[..., None], 0.0).astype(rewards.dtype)
 
 
-def _discounted_returns(token_rewards: Array, mask: Array, gamma: float) -> Array:
-  """``G_t = r_t + gamma * m_{t+1} * G_{t+1}`` (``G_{T-1} = r_{T-1}``), over the last axis.
+@jax.jit
+def turn_rewards_to_token_rewards(turn_rewards: Array, turn_ids: Array, mask: Array) -> Array:
+  """Places each turn's reward on the last model token of that turn: ``[..., K] -> [..., T]``.
 
-  This is verl's REINFORCE++ loop (the running return is reset after a masked position), written
-  as an associative scan over affine maps ``y -> a*y + b`` so it runs in ``log T`` depth.
+  ``r_t = sum_k turn_rewards[k] * [t == last model token of turn k]``: the per-turn reward parts
+  of a multi-turn rollout (``rlvr_jax.rollout.multiturn``), in the same convention as
+  ``outcome_to_token_rewards`` (the outcome reward is the last turn's part). A turn with no model
+  token (or ``k`` beyond the episode's turns) drops its reward. Feed the result to
+  ``reinforce_plus_plus``, ``remax_token_advantages`` or ``discounted_returns``, which carry it
+  back through the observation tokens to the earlier turns.
+
+  Args:
+    turn_rewards: ``[..., K]`` reward of each assistant turn.
+    turn_ids: ``[..., T]`` int, the turn index of every token (any value on padding).
+    mask: ``[..., T]``; 1 on model tokens, 0 on observation tokens and padding.
+
+  Returns:
+    ``[..., T]`` token rewards in the dtype of ``turn_rewards``.
   """
-  a = gamma * jnp.concatenate([mask[..., 1:], jnp.zeros_like(mask[..., :1])], axis=-1)
-  a = a.astype(token_rewards.dtype)
+  turn_rewards = _float(turn_rewards)
+  turn_ids = jnp.asarray(turn_ids)
+  mask = jnp.asarray(mask)
+  if turn_ids.shape != mask.shape or turn_rewards.shape[:-1] != mask.shape[:-1]:
+    raise ValueError(f"turn_rewards {turn_rewards.shape}, turn_ids {turn_ids.shape} and mask "
+                     f"{mask.shape} must agree on the leading axes.")
+  k, t = turn_rewards.shape[-1], mask.shape[-1]
+  # in_turn[..., k, t]: token t is a model token of turn k.
+  in_turn = (turn_ids[..., None, :] == jnp.arange(k)[:, None]) & (mask[..., None, :] > 0)
+  last = t - 1 - jnp.argmax(in_turn[..., ::-1], axis=-1)
+  onehot = (jnp.arange(t) == last[..., None]) & jnp.any(in_turn, axis=-1, keepdims=True)
+  return jnp.sum(jnp.where(onehot, turn_rewards[..., None], 0.0), axis=-2).astype(
+      turn_rewards.dtype)
+
+
+def _discounted_returns(token_rewards: Array, mask: Array, gamma) -> Array:
+  """Return-to-go carried through masked positions (the holes of multi-turn trajectories).
+
+  With the running return ``C_T = 0``:
+
+    ``C_t = m_t * (r_t + gamma * C_{t+1}) + (1 - m_t) * C_{t+1}``,   ``G_t = m_t * C_t``
+
+  so a masked position (an observation token, or padding) neither adds its reward nor discounts:
+  the discount counts model tokens only, and a reward after a tool observation reaches every model
+  token before it. This is verl 0.9.1's REINFORCE++ loop (``compute_reinforce_plus_plus_outcome
+  _advantage``); earlier verl reset the running return after a masked position. Written as an
+  associative scan over the affine maps ``C -> a_t C + b_t`` (``a_t = gamma`` on model tokens,
+  1 on masked ones; ``b_t = m_t r_t``), so it runs in ``log T`` depth.
+  """
+  m = mask.astype(token_rewards.dtype)
+  gamma = jnp.asarray(gamma, token_rewards.dtype)
+  a = m * gamma + (1.0 - m)
+  b = token_rewards * m
 
   def compose(later, earlier):
     # ``later`` covers positions after ``earlier``: y_t = a_t * (A * y + B) + b_t.
@@ -716,9 +765,39 @@ def _discounted_returns(token_rewards: Array, mask: Array, gamma: float) -> Arra
     a_e, b_e = earlier
     return a_e * a_l, a_e * b_l + b_e
 
-  _, returns = jax.lax.associative_scan(compose, (a, token_rewards), reverse=True,
+  _, carried = jax.lax.associative_scan(compose, (a, b), reverse=True,
                                         axis=token_rewards.ndim - 1)
-  return returns
+  return carried * m
+
+
+def _check_token_pair(token_rewards, mask) -> tuple[Array, Array]:
+  token_rewards = _float(token_rewards)
+  mask = jnp.asarray(mask)
+  if mask.shape != token_rewards.shape:
+    raise ValueError(f"mask {mask.shape} must match token_rewards {token_rewards.shape}.")
+  return token_rewards, mask.astype(token_rewards.dtype)
+
+
+@jax.jit
+def discounted_returns(token_rewards: Array, mask: Array, *, gamma: float = 1.0) -> Array:
+  """Discounted return-to-go over model tokens, carried through masked holes.
+
+  ``G_t = sum_{t' >= t, m_t' = 1} gamma^(n(t, t')) r_t'`` for model tokens (``m_t = 1``), where
+  ``n(t, t')`` counts the model tokens in ``(t, t']``; 0 where ``m_t = 0``. Masked positions
+  (tool observations, padding) contribute no reward and no discount, so a reward placed after an
+  observation reaches the tokens before it (verl 0.9.1's REINFORCE++ returns; with ``gamma=1``
+  also verl ``remax``'s reverse cumulative sum, restricted to model tokens).
+
+  Args:
+    token_rewards: ``[..., T]`` per-token rewards (those at masked positions are ignored).
+    mask: same shape; 1 on model tokens, 0 on observation tokens and padding.
+    gamma: discount per model token.
+
+  Returns:
+    Returns of the shape of ``token_rewards``, zero on masked positions.
+  """
+  token_rewards, m = _check_token_pair(token_rewards, mask)
+  return _discounted_returns(token_rewards, m, gamma)
 
 
 def _masked_whiten(values: Array, mask: Array, ddof: int, epsilon: float) -> Array:
@@ -742,32 +821,60 @@ def reinforce_plus_plus(token_rewards: Array, mask: Array, *, gamma: float = 1.0
     ``A_{i,t} = (G_{i,t} - mean_batch G) / sqrt(var_batch G + epsilon)``
 
   mean and variance over every ``m = 1`` token of the batch (the paper's global normalisation).
-  Matches verl ``reinforce_plus_plus`` (``masked_whiten``: re-centred, ``ddof=1``,
-  ``rsqrt(var + 1e-8)``; the running return is reset at masked positions, which for the
-  left-aligned masks of ``rlvr_jax.types`` only matters after the end of a sequence). OpenRLHF
-  ``reinforce`` also re-centres but uses ``ddof=0`` and ``rsqrt(max(var, 1e-8))``; pass ``ddof=0``
-  to get its mean/variance (its clamp differs from ``+ epsilon`` only when ``var`` is ~1e-8).
+  Matches verl 0.9.1 ``reinforce_plus_plus`` exactly in semantics: the return is carried through
+  masked positions (``discounted_returns``: an interior hole, such as the observation tokens of a
+  multi-turn trajectory, neither resets the return nor discounts it, and its own reward is
+  ignored), then ``masked_whiten`` re-centres with ``ddof=1`` and ``rsqrt(var + 1e-8)`` over the
+  ``m = 1`` tokens, and the result is zeroed on masked positions. OpenRLHF ``reinforce`` also
+  re-centres but uses ``ddof=0`` and ``rsqrt(max(var, 1e-8))``; pass ``ddof=0`` to get its
+  mean/variance (its clamp differs from ``+ epsilon`` only when ``var`` is ~1e-8).
 
-  Token rewards are the outcome reward on the last valid token (``outcome_to_token_rewards``) plus
-  any per-token reward such as ``-beta * KL`` from ``kl_in_reward``.
+  Token rewards are the outcome reward on the last valid token (``outcome_to_token_rewards``),
+  per-turn rewards on the last token of each turn (``turn_rewards_to_token_rewards``), plus any
+  per-token reward such as ``-beta * KL`` from ``kl_in_reward``.
 
   Args:
     token_rewards: ``[P, G, T]`` (or any ``[..., T]``) per-token rewards.
-    mask: same shape, completion mask.
-    gamma: discount factor (the paper and verl's default use 1).
+    mask: same shape; 1 on model tokens, 0 on observation tokens (holes) and padding.
+    gamma: discount factor per model token (the paper and verl's default use 1).
     epsilon: added to the variance inside ``rsqrt``.
     ddof: delta degrees of freedom of the batch variance.
 
   Returns:
-    Advantages of the shape of ``token_rewards``, zero on padding.
+    Advantages of the shape of ``token_rewards``, zero on masked positions.
   """
-  token_rewards = _float(token_rewards)
-  mask = jnp.asarray(mask)
-  if mask.shape != token_rewards.shape:
-    raise ValueError(f"mask {mask.shape} must match token_rewards {token_rewards.shape}.")
-  m = mask.astype(token_rewards.dtype)
-  returns = _discounted_returns(token_rewards * m, m, gamma)
+  token_rewards, m = _check_token_pair(token_rewards, mask)
+  returns = _discounted_returns(token_rewards, m, gamma)
   return _masked_whiten(returns, m, ddof, epsilon)
+
+
+@jax.jit
+def remax_token_advantages(token_rewards: Array, greedy_rewards: Array, mask: Array) -> Array:
+  """ReMax with token rewards: ``A_{i,t} = G_{i,t} - R(greedy_p)`` on model tokens.
+
+  Li et al., arXiv 2310.10505; verl ``compute_remax_outcome_advantage``: the undiscounted
+  return-to-go ``G_{i,t} = sum_{t' >= t} m_t' r_t'`` minus the greedy response's reward of the
+  same prompt. Holes (observation tokens) are carried through as in ``discounted_returns`` with
+  ``gamma=1``; the result is 0 on masked positions (verl leaves the carried value there, which
+  its loss mask ignores). With only an outcome reward this is ``greedy_baseline`` broadcast to
+  the model tokens; per-turn rewards make earlier turns' advantages differ.
+
+  Args:
+    token_rewards: ``[P, G, T]`` per-token rewards.
+    greedy_rewards: ``[P]`` total reward of one greedy response per prompt.
+    mask: ``[P, G, T]``; 1 on model tokens, 0 on observation tokens and padding.
+
+  Returns:
+    ``[P, G, T]`` advantages, zero on masked positions.
+  """
+  token_rewards, m = _check_token_pair(token_rewards, mask)
+  token_rewards = _check_tokens(token_rewards, 3, "token_rewards")
+  greedy_rewards = _float(greedy_rewards)
+  if greedy_rewards.shape != token_rewards.shape[:1]:
+    raise ValueError(f"greedy_rewards must be [P]={token_rewards.shape[:1]}, got "
+                     f"{greedy_rewards.shape}.")
+  returns = _discounted_returns(token_rewards, m, 1.0)
+  return (returns - greedy_rewards[:, None, None].astype(returns.dtype)) * m
 
 
 @functools.partial(jax.jit, static_argnames=("single_sample",))

@@ -255,16 +255,45 @@ def test_broadcast_and_outcome_tokens():
                              [[[0, 2, 0], [0, 0, 0], [0, 0, -1]]])
 
 
-def _verl_returns(token_rewards, mask, gamma):
-  """verl's REINFORCE++ loop: running return reset after every masked position."""
+def _carried_returns(token_rewards, mask, gamma):
+  """verl 0.9.1's REINFORCE++ loop, transcribed: masked positions carry the running return."""
   b, t = token_rewards.shape
-  returns = np.zeros_like(token_rewards)
+  returns = np.zeros_like(token_rewards, dtype=np.float64)
   running = np.zeros(b)
   for i in reversed(range(t)):
-    running = token_rewards[:, i] + gamma * running
-    returns[:, i] = running
-    running = running * mask[:, i]
+    new_running = token_rewards[:, i] + gamma * running
+    returns[:, i] = new_running * mask[:, i]
+    running = new_running * mask[:, i] + running * (1 - mask[:, i])
   return returns
+
+
+def _returns_from_formula(token_rewards, mask, gamma):
+  """G_t = sum over later model tokens t' of gamma^(#model tokens in (t, t']) r_t'; 0 on holes."""
+  out = np.zeros(token_rewards.shape)
+  for row in range(token_rewards.shape[0]):
+    for t in range(token_rewards.shape[1]):
+      if not mask[row, t]:
+        continue
+      k = 0
+      for u in range(t, token_rewards.shape[1]):
+        if mask[row, u]:
+          out[row, t] += gamma ** k * token_rewards[row, u]
+          k += 1
+  return out
+
+
+def _whiten(values, mask):
+  m = mask > 0
+  mean = values[m].mean()
+  return (values - mean) / np.sqrt(np.var(values[m], ddof=1) + 1e-8) * m
+
+
+def _holey_mask(rng, shape):
+  """Model tokens with interior holes (observation spans) and right padding."""
+  mask = (rng.random(shape) < 0.65).astype(np.float32)
+  mask[..., 0], mask[..., 2], mask[..., 3] = 1.0, 0.0, 1.0  # every row has a hole at 2
+  lengths = rng.integers(4, shape[-1] + 1, size=shape[:-1])
+  return mask * (np.arange(shape[-1]) < lengths[..., None])
 
 
 def test_reinforce_plus_plus_gamma_by_hand():
@@ -278,16 +307,85 @@ def test_reinforce_plus_plus_gamma_by_hand():
   np.testing.assert_allclose(got[0, 1], [ref[3], ref[4], 0.0], rtol=1e-5)
 
 
-def test_reinforce_plus_plus_matches_verl_loop():
+def test_returns_carry_through_holes_by_hand():
+  # Model tokens at 0, 1, 4; an observation span at 2-3 (its "reward" 7 is ignored); padding at 5.
+  tr = np.array([[0.0, 1.0, 7.0, 7.0, 4.0, 9.0]], np.float32)
+  mask = np.array([[1, 1, 0, 0, 1, 0]], np.float32)
+  # gamma counts model tokens only: G_4 = 4, G_1 = 1 + .5*4 = 3, G_0 = 0 + .5*3 = 1.5.
+  np.testing.assert_allclose(adv.discounted_returns(tr, mask, gamma=0.5),
+                             [[1.5, 3.0, 0.0, 0.0, 4.0, 0.0]], rtol=1e-6)
+  # The tokens before the observation get credit for the reward after it (no reset at the hole).
+  outcome = adv.outcome_to_token_rewards(np.array([[1.0]]), mask[None])
+  np.testing.assert_allclose(outcome, [[[0, 0, 0, 0, 1, 0]]])
+  np.testing.assert_allclose(adv.discounted_returns(outcome, mask[None]),
+                             [[[1, 1, 0, 0, 1, 0]]])
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_reinforce_plus_plus_with_holes_matches_verl_loop(gamma):
+  rng = np.random.default_rng(1)
+  tr = rng.normal(size=(2, 3, 9)).astype(np.float32)
+  mask = _holey_mask(rng, (2, 3, 9))
+  assert np.any(mask[..., :-1] < mask[..., 1:])  # interior holes exist
+  flat_tr, flat_m = tr.reshape(6, 9), mask.reshape(6, 9)
+  returns = _carried_returns(flat_tr, flat_m, gamma)
+  np.testing.assert_allclose(returns, _returns_from_formula(flat_tr, flat_m, gamma), atol=1e-9)
+  np.testing.assert_allclose(adv.discounted_returns(tr, mask, gamma=gamma).reshape(6, 9), returns,
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(adv.reinforce_plus_plus(tr, mask, gamma=gamma).reshape(6, 9),
+                             _whiten(returns, flat_m), rtol=1e-4, atol=1e-5)
+
+
+def test_reinforce_plus_plus_matches_verl_loop_without_holes():
   tr = RNG.normal(size=(2, 3, 6)).astype(np.float32)
   lengths = np.array([[6, 3, 0], [1, 5, 4]])
   mask = (np.arange(6) < lengths[..., None]).astype(np.float32)
-  returns = _verl_returns((tr * mask).reshape(6, 6), mask.reshape(6, 6), 0.9)
-  m = mask.reshape(6, 6) > 0
-  mean = returns[m].mean()
-  ref = (returns - mean) / np.sqrt(np.var(returns[m], ddof=1) + 1e-8) * m
-  np.testing.assert_allclose(adv.reinforce_plus_plus(tr, mask, gamma=0.9).reshape(6, 6), ref,
-                             rtol=1e-4, atol=1e-5)
+  returns = _carried_returns((tr * mask).reshape(6, 6), mask.reshape(6, 6), 0.9)
+  np.testing.assert_allclose(adv.reinforce_plus_plus(tr, mask, gamma=0.9).reshape(6, 6),
+                             _whiten(returns, mask.reshape(6, 6)), rtol=1e-4, atol=1e-5)
+
+
+def test_remax_token_advantages_with_holes():
+  rng = np.random.default_rng(2)
+  tr = rng.normal(size=(2, 3, 8)).astype(np.float32)
+  mask = _holey_mask(rng, (2, 3, 8))
+  greedy = np.array([0.5, -1.0], np.float32)
+  # verl remax: reverse cumulative sum of the masked rewards minus the baseline (on model tokens).
+  flat = (tr * mask).reshape(6, 8)
+  returns = np.flip(np.cumsum(np.flip(flat, -1), -1), -1).reshape(2, 3, 8)
+  ref = (returns - greedy[:, None, None]) * mask
+  np.testing.assert_allclose(adv.remax_token_advantages(tr, greedy, mask), ref, rtol=1e-5,
+                             atol=1e-5)
+  # Outcome rewards only: equal to the sequence-level greedy baseline on every model token.
+  r = rng.normal(size=(2, 3)).astype(np.float32)
+  outcome = adv.outcome_to_token_rewards(r, mask)
+  np.testing.assert_allclose(adv.remax_token_advantages(outcome, greedy, mask),
+                             adv.broadcast_to_tokens(adv.greedy_baseline(r, greedy), mask),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_turn_rewards_to_token_rewards():
+  # Turn 0: tokens 0-1, observation 2-3 (turn id 0, masked), turn 1: tokens 4-5, padding 6.
+  turn_ids = np.array([[0, 0, 0, 0, 1, 1, -1], [0, 0, 0, 0, 0, -1, -1]])
+  mask = np.array([[1, 1, 0, 0, 1, 1, 0], [1, 1, 1, 0, 0, 0, 0]], np.float32)
+  turn_rewards = np.array([[0.25, 1.0, 5.0], [2.0, 3.0, 4.0]], np.float32)
+  got = adv.turn_rewards_to_token_rewards(turn_rewards, turn_ids, mask)
+  # Reward of turn k on its last model token; turns without tokens (k=2; k=1 in row 1) dropped.
+  np.testing.assert_allclose(got, [[0, 0.25, 0, 0, 0, 1.0, 0], [0, 0, 2.0, 0, 0, 0, 0]])
+  # A single final turn reduces to outcome_to_token_rewards.
+  np.testing.assert_allclose(
+      adv.turn_rewards_to_token_rewards(turn_rewards[:, :1], np.zeros((2, 7), int), mask),
+      adv.outcome_to_token_rewards(turn_rewards[None, :, 0], mask[None])[0])
+
+
+def test_group_baseline_with_holes_ignores_observation_tokens():
+  rng = np.random.default_rng(3)
+  r = rng.normal(size=(2, 3)).astype(np.float32)
+  mask = _holey_mask(rng, (2, 3, 7))
+  centred = r - r.mean(axis=1, keepdims=True)
+  tokens = np.broadcast_to(centred[..., None], mask.shape).reshape(6, 7)
+  np.testing.assert_allclose(adv.reinforce_plus_plus_baseline(r, mask).reshape(6, 7),
+                             _whiten(tokens, mask.reshape(6, 7)), rtol=1e-4, atol=1e-5)
 
 
 def test_reinforce_plus_plus_baseline():
