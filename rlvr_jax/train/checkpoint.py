@@ -34,12 +34,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import numbers
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from rlvr_jax.train import guards
 
 PyTree = Any
 
@@ -84,6 +87,32 @@ def to_jsonable(obj: Any) -> Any:
   return repr(obj)
 
 
+def resolve_keep(keep: Any) -> Optional[int]:
+  """The number of checkpoints to keep (``config.checkpoint.keep``) as orbax's ``max_to_keep``.
+
+  ``None`` or ``0``: keep every checkpoint (orbax would read 0 as "keep none" and delete each
+  checkpoint right after writing it, so a killed run restarted from scratch); ``k >= 1``: keep
+  the newest ``k``.
+
+  Raises:
+    ValueError: a negative number or anything that is not an integer (booleans included).
+  """
+  if keep is None:
+    return None
+  if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 0:
+    raise ValueError(f"checkpoint.keep must be None or 0 (keep all checkpoints) or an integer "
+                     f">= 1 (keep the newest k), got {keep!r}.")
+  return int(keep) or None
+
+
+class NonFiniteStateError(ValueError):
+  """:meth:`Checkpointer.save` was given a state with NaN or infinite values."""
+
+
+class IncompatibleCheckpointError(ValueError):
+  """The checkpoint to resume from holds a different state than the new run builds."""
+
+
 class Checkpointer:
   """Keep-last-N checkpoints of a train state and JSON extras in one directory."""
 
@@ -93,12 +122,15 @@ class Checkpointer:
 
     Args:
       directory: where step directories live; created if missing.
-      max_to_keep: keep only the newest N checkpoints (None keeps all).
+      max_to_keep: keep only the newest N checkpoints; None or 0 keeps all (see
+        :func:`resolve_keep`; a negative or non-integer value raises ``ValueError`` before
+        anything is created).
       async_save: write in a background thread; :meth:`save` returns once the arrays are copied
         to host memory. :meth:`wait` / :meth:`close` block until the write is committed.
       save_interval_steps: :meth:`save` skips steps that are not multiples of this (unless
         ``force``).
     """
+    max_to_keep = resolve_keep(max_to_keep)
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
@@ -120,7 +152,7 @@ class Checkpointer:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: PyTree, extras: Optional[Mapping[str, Any]] = None, *,
-           force: bool = False) -> bool:
+           force: bool = False, check_finite: bool = True) -> bool:
     """Saves ``state`` and JSON ``extras`` as checkpoint ``step``.
 
     Args:
@@ -128,10 +160,26 @@ class Checkpointer:
       state: pytree of arrays (params, optimizer state, PRNG key, step counter, ...).
       extras: JSON-serialisable mapping (run through :func:`to_jsonable` first if unsure).
       force: save even if ``step`` is not on ``save_interval_steps``.
+      check_finite: refuse a state with NaN or infinite floating-point values (one reduction
+        per leaf on the device; every process must call ``save``, as orbax requires anyway).
 
     Returns:
       Whether a save was started.
+
+    Raises:
+      NonFiniteStateError: ``check_finite`` and a floating-point leaf is not finite; nothing is
+        written and the latest checkpoint stays the latest.
     """
+    if check_finite:
+      bad = guards.nonfinite_leaves(state)
+      if bad:
+        latest = self.latest_step()
+        kept = ("no earlier checkpoint exists" if latest is None else
+                f"the checkpoint at step {latest} stays the latest")
+        raise NonFiniteStateError(
+            f"Refusing to save checkpoint step {step} in {self.directory}: NaN or infinity in "
+            f"{len(bad)} leaves ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); "
+            f"nothing was written and {kept}.")
     args = ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         extras=ocp.args.JsonSave(dict(extras or {})))
@@ -217,6 +265,115 @@ def restore_partial(directory: str, abstract_subset: Mapping[str, PyTree],
         item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
         partial_restore=True))
     return dict(manager.restore(int(step), args=args)["state"])
+  finally:
+    manager.close()
+
+
+def _path_names(path: Tuple[Any, ...]) -> Tuple[str, ...]:
+  """A pytree key path as plain names, so that a dataclass field (``.params``), a named-tuple
+  field and the dict key orbax's metadata uses for either compare equal."""
+  names = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        names.append(str(getattr(key, attr)))
+        break
+    else:
+      names.append(str(key))
+  return tuple(names)
+
+
+def _stored_leaf(leaf: Any) -> Tuple[Tuple[int, ...], str]:
+  """``(shape, dtype name)`` of a state leaf as a checkpoint stores it (a typed PRNG key as its
+  raw ``uint32`` key data)."""
+  if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    leaf = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(leaf.shape, leaf.dtype))
+  return tuple(leaf.shape), np.dtype(leaf.dtype).name
+
+
+def _flat_config(tree: Any, prefix: str = "") -> Dict[str, Any]:
+  """Nested JSON mappings as ``{"a.b.c": value}``."""
+  if not isinstance(tree, Mapping):
+    return {prefix: tree}
+  out: Dict[str, Any] = {}
+  for key, value in tree.items():
+    out.update(_flat_config(value, f"{prefix}.{key}" if prefix else str(key)))
+  return out
+
+
+def check_resume(directory: str, abstract_state: PyTree, *, config: Any = None,
+                 config_sections: Tuple[str, ...] = ("model", "tokenizer")) -> Optional[int]:
+  """Checks that the newest checkpoint in ``directory`` can be restored into ``abstract_state``,
+  reading only metadata and writing nothing (not even the directory).
+
+  Call it before a resumed run writes anything (``config.json``, logs): a run whose config
+  builds another model must fail *before* it overwrites the files of the run it would resume.
+  The decision compares the saved state's tree (leaf paths), shapes and dtypes with
+  ``abstract_state``; a config change that keeps them (attention kernel, learning rate, batch
+  sizes) is accepted. ``config`` only makes the error clearer: the differences between the saved
+  config's ``config_sections`` (``extras["config"]``) and the new one are listed.
+
+  Args:
+    directory: the :class:`Checkpointer` directory (e.g. ``<workdir>/checkpoints``).
+    abstract_state: the new run's state as ``jax.ShapeDtypeStruct`` leaves (``jax.eval_shape``
+      of the state constructor, or :func:`abstract_state`) or arrays.
+    config: the new run's config (a ``ConfigDict`` or mapping), for the message.
+    config_sections: top-level config sections listed in the message.
+
+  Returns:
+    The step that a resume would restore, or None when there is no complete checkpoint.
+
+  Raises:
+    IncompatibleCheckpointError: naming the directory, the step, the first differing leaves and
+      the config differences.
+  """
+  if not os.path.isdir(directory):
+    return None
+  manager = ocp.CheckpointManager(
+      os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers={"state": ocp.StandardCheckpointHandler(),
+                     "extras": ocp.JsonCheckpointHandler()})
+  try:
+    step = manager.latest_step()
+    if step is None:
+      return None
+    saved_tree = manager.item_metadata(step)["state"]
+    saved = {_path_names(p): (tuple(m.shape), np.dtype(m.dtype).name)
+             for p, m in jax.tree_util.tree_leaves_with_path(saved_tree)}
+    new = {_path_names(p): _stored_leaf(leaf)
+           for p, leaf in jax.tree_util.tree_leaves_with_path(abstract_state)}
+    problems = []
+    # The params first: they say what changed; the optimizer moments only repeat it.
+    for path in sorted(set(saved) | set(new), key=lambda p: (p[:1] != ("params",), p)):
+      name = ".".join(path)
+      if path not in new:
+        problems.append(f"{name} is in the checkpoint but not in the new state")
+      elif path not in saved:
+        problems.append(f"{name} is in the new state but not in the checkpoint")
+      elif saved[path] != new[path]:
+        (s_shape, s_dtype), (n_shape, n_dtype) = saved[path], new[path]
+        problems.append(f"{name}: saved {s_dtype}{s_shape}, new {n_dtype}{n_shape}")
+    if not problems:
+      return int(step)
+    message = (f"Cannot resume from {directory}: the checkpoint at step {step} holds a different "
+               f"state than this config builds ({len(problems)} differences: "
+               f"{'; '.join(problems[:5])}{'; ...' if len(problems) > 5 else ''}).")
+    if config is not None:
+      extras = manager.restore(step, args=ocp.args.Composite(extras=ocp.args.JsonRestore()))
+      saved_config = dict(extras["extras"] or {}).get("config") or {}
+      new_config = to_jsonable(config)
+      changed = []
+      for section in config_sections:
+        old_flat = _flat_config(saved_config.get(section, {}), section)
+        new_flat = _flat_config(new_config.get(section, {}), section)
+        changed += [f"{k}: {old_flat.get(k, '<unset>')} -> {new_flat.get(k, '<unset>')}"
+                    for k in sorted(set(old_flat) | set(new_flat))
+                    if old_flat.get(k, "<unset>") != new_flat.get(k, "<unset>")]
+      if changed:
+        message += f" Config changes since that run: {'; '.join(changed)}."
+    message += (" Nothing was written. Use a new workdir for a different model, or restore the "
+                "saved config.")
+    raise IncompatibleCheckpointError(message)
   finally:
     manager.close()
 

@@ -200,3 +200,77 @@ def test_save_and_load_params(tmp_path):
     checkpoint.load_params(path, {"other": np.zeros(2)})
   with pytest.raises(FileNotFoundError):
     checkpoint.load_params(str(tmp_path / "missing"), like)
+
+
+@pytest.mark.parametrize("keep,kept", [(None, [1, 2, 3]), (0, [1, 2, 3]), (1, [3]), (2, [2, 3])])
+def test_keep_has_a_meaning_for_every_value(tmp_path, keep, kept):
+  """``keep``: None or 0 keep every checkpoint, k >= 1 the newest k (0 used to delete each one)."""
+  with checkpoint.Checkpointer(str(tmp_path), max_to_keep=keep, async_save=False) as ckpt:
+    for step in (1, 2, 3):
+      ckpt.save(step, _state(step))
+    assert ckpt.all_steps() == kept
+
+
+@pytest.mark.parametrize("keep", [-1, 1.5, True, "2"])
+def test_keep_rejects_other_values(tmp_path, keep):
+  with pytest.raises(ValueError, match="checkpoint.keep"):
+    checkpoint.Checkpointer(str(tmp_path), max_to_keep=keep)
+  assert not os.listdir(tmp_path)
+
+
+def test_save_refuses_non_finite_state_and_keeps_the_last_good_one(tmp_path):
+  good = _state(1)
+  with checkpoint.Checkpointer(str(tmp_path), async_save=False) as ckpt:
+    ckpt.save(1, good, {"data_position": 10})
+    bad = dict(good, params={"w": good["params"]["w"].at[0, 0].set(jnp.nan),
+                             "b": good["params"]["b"]})
+    with pytest.raises(checkpoint.NonFiniteStateError) as info:
+      ckpt.save(2, bad, {"data_position": 20})
+    message = str(info.value)
+    assert "step 2" in message and "['params']['w']" in message
+    assert "step 1" in message  # the checkpoint that stays the latest
+    assert ckpt.all_steps() == [1]
+    restored, extras = ckpt.restore(abstract_state=checkpoint.abstract_state(good))
+  _assert_trees_equal(restored, good)
+  assert extras == {"data_position": 10}
+
+
+def _train_state(hidden=4):
+  from rlvr_jax.train import state as state_lib
+  tx = optax.adamw(1e-3)
+  return state_lib.create({"w": jnp.ones((3, hidden)), "b": jnp.zeros((hidden,))}, tx)
+
+
+def test_check_resume_accepts_a_matching_state_and_writes_nothing(tmp_path):
+  ckpt_dir = str(tmp_path / "checkpoints")
+  assert checkpoint.check_resume(ckpt_dir, checkpoint.abstract_state(_train_state())) is None
+  assert not os.path.exists(ckpt_dir)  # a fresh workdir stays untouched
+  state = _train_state()
+  with checkpoint.Checkpointer(ckpt_dir, async_save=False) as ckpt:
+    ckpt.save(5, state, {"config": {"model": {"hidden": 4}}})
+  before = sorted(os.walk(tmp_path))
+  assert checkpoint.check_resume(ckpt_dir, jax.eval_shape(lambda: state)) == 5
+  assert sorted(os.walk(tmp_path)) == before
+
+
+def test_check_resume_rejects_another_model_with_a_clear_error(tmp_path):
+  ckpt_dir = str(tmp_path / "checkpoints")
+  with checkpoint.Checkpointer(ckpt_dir, async_save=False) as ckpt:
+    ckpt.save(5, _train_state(4), {"config": {"model": {"hidden": 4, "layers": 2}}})
+  new_config = ml_collections.ConfigDict({"model": {"hidden": 8, "layers": 2}})
+  with pytest.raises(checkpoint.IncompatibleCheckpointError) as info:
+    checkpoint.check_resume(ckpt_dir, checkpoint.abstract_state(_train_state(8)),
+                            config=new_config)
+  message = str(info.value)
+  assert ckpt_dir in message and "step 5" in message
+  assert "params.w" in message and "(3, 4)" in message and "(3, 8)" in message
+  assert "model.hidden: 4 -> 8" in message and "layers" not in message
+  # Another tree (e.g. a reference model now kept) is rejected too, naming the extra leaves.
+  with_ref = _train_state(4).replace(ref_params={"w": jnp.ones((3, 4)), "b": jnp.zeros((4,))})
+  with pytest.raises(checkpoint.IncompatibleCheckpointError, match="ref_params"):
+    checkpoint.check_resume(ckpt_dir, checkpoint.abstract_state(with_ref))
+  # A different dtype is a different state as well.
+  as_bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if x.dtype == jnp.float32 else x,
+                         _train_state(4))
+  with pytest.raises(checkpoint.IncompatibleCheckpointError, match="bfloat16"):
+    checkpoint.check_resume(ckpt_dir, checkpoint.abstract_state(as_bf16))
