@@ -6,8 +6,10 @@ A reward function has TRL's signature::
 
 where ``columns`` are the dataset columns of the batch (``answer``, ``tests``, ``metadata``,
 ...), each a list aligned with ``completions``. A function should accept ``**kwargs`` so that
-columns it does not use can be passed. ``None`` (or NaN) means "this function does not apply to
-this sample".
+columns it does not use can be passed. ``None`` means "this function does not apply to this
+sample". A NaN, an infinity or a number too large for float32 is a *failure* of that sample (a
+bug in the function far more often than a choice): it is missing like a ``None``, but counted in
+``rewards/<name>/failures`` and reported by a ``RuntimeWarning`` naming the function.
 
 :func:`compute_rewards` calls every :class:`RewardFunction` on the batch, in chunks of
 ``chunk_size`` samples, and combines them with :func:`rlvr_jax.rewards.combine.weighted_sum`.
@@ -15,7 +17,8 @@ this sample".
 Failure policy: an exception, a timeout, or a malformed return value (wrong length, a value that
 is not a number or None) in one call costs the samples of *that call* that function's reward:
 they become missing (NaN), exactly like a ``None``, and are counted in
-``rewards/<name>/failures``. The run never stops because of a reward function. With a
+``rewards/<name>/failures``; a non-finite value costs only its own sample. The run never stops
+because of a reward function. With a
 :class:`rlvr_jax.rewards.workers.WorkerPool` the calls run in worker processes with a hard,
 killing timeout (the function must then be picklable: a module-level function); without one they
 run inline, exceptions are still caught, but nothing can interrupt a hung call.
@@ -37,6 +40,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 RewardFn = Callable[..., Sequence[Optional[float]]]
+
+# A value beyond this is infinite once stored in the float32 reward arrays.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,25 +86,37 @@ def call_reward_fn(fn: RewardFn, prompts: Sequence[Any], completions: Sequence[A
   return list(fn(prompts=list(prompts), completions=list(completions), **dict(columns)))
 
 
-def _to_floats(values: Any, n: int) -> Tuple[Optional[np.ndarray], Optional[str]]:
-  """Validates a function's return value; NaN for None. Returns (array, error)."""
+def _to_floats(values: Any, n: int) -> Tuple[Optional[np.ndarray], Optional[str], int]:
+  """Validates a function's return value: ``(array, error, num_non_finite)``.
+
+  ``None`` becomes NaN (missing). A NaN, an infinity or a number too large for float32 (an
+  integer past ``1e38`` included) is a failure of that sample alone: NaN in the array, counted in
+  ``num_non_finite``. A wrong length or a non-numeric value fails the whole call (``error``).
+  """
   try:
     values = list(values)
   except TypeError:
-    return None, f"returned {type(values).__name__}, not a list"
+    return None, f"returned {type(values).__name__}, not a list", 0
   if len(values) != n:
-    return None, f"returned {len(values)} values for {n} samples"
+    return None, f"returned {len(values)} values for {n} samples", 0
   out = np.empty(n, np.float32)
+  non_finite = 0
   for i, v in enumerate(values):
     if v is None:
       out[i] = np.nan
-    elif isinstance(v, (numbers.Real, np.bool_)):
-      out[i] = float(v)
+      continue
+    if not isinstance(v, (numbers.Real, np.bool_)):
+      return None, f"returned a non-numeric value of type {type(v).__name__}", 0
+    try:
+      v = float(v)
+    except OverflowError:  # an int beyond float64
+      v = math.inf
+    if math.isfinite(v) and abs(v) <= _FLOAT32_MAX:
+      out[i] = v
     else:
-      return None, f"returned a non-numeric value of type {type(v).__name__}"
-    if math.isinf(out[i]):
-      return None, "returned an infinite value"
-  return out, None
+      out[i] = np.nan
+      non_finite += 1
+  return out, None, non_finite
 
 
 def _nan_stats(x: np.ndarray) -> Tuple[float, float]:
@@ -154,6 +172,7 @@ def compute_rewards(functions: Sequence[RewardFunction],
   for f in functions:
     values = np.full(n, np.nan, np.float32)
     failed = 0
+    non_finite = 0
     items = [(f.fn, list(prompts[a:b]), list(completions[a:b]),
               {k: list(v[a:b]) for k, v in columns.items()}) for a, b in chunks]
     if pool is not None:
@@ -167,15 +186,21 @@ def compute_rewards(functions: Sequence[RewardFunction],
         except Exception as e:  # pylint: disable=broad-except
           results.append((None, f"{type(e).__name__}: {e}"))
     for (a, b), (value, error) in zip(chunks, results):
-      arr = None
+      arr, bad = None, 0
       if error is None:
-        arr, error = _to_floats(value, b - a)
+        arr, error, bad = _to_floats(value, b - a)
       if arr is None:
         failed += b - a
         if on_error is not None:
           on_error(f.name, error or "failed")
         continue
       values[a:b] = arr
+      if bad:
+        failed += bad
+        non_finite += bad
+        error = f"returned {bad} values that are not finite (NaN, infinity or float32 overflow)"
+        if on_error is not None:
+          on_error(f.name, error)
     if n and failed == n:
       # Every call failing is the setup's fault far more often than the data's (with a pool: a
       # function defined in __main__ that the workers cannot import); a metric alone hides it.
@@ -184,6 +209,12 @@ def compute_rewards(functions: Sequence[RewardFunction],
                     + (". With a pool, define it in an importable module, not in __main__ "
                        "(stdin, python -c, a notebook)." if pool is not None else "."),
                     RuntimeWarning, stacklevel=2)
+    elif non_finite:
+      # The text does not carry the count, so Python's default filter shows it once per run.
+      warnings.warn(f"reward function {f.name!r} returned values that are not finite (NaN, "
+                    "infinity or float32 overflow); they count as failures of their samples "
+                    f"(rewards/{f.name}/failures) and as missing values.", RuntimeWarning,
+                    stacklevel=2)
     per_function[f.name] = values
     mean, std = _nan_stats(values)
     metrics[f"rewards/{f.name}/mean"] = mean

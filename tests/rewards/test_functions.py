@@ -101,3 +101,29 @@ def test_argument_checks():
     functions.compute_rewards([fn], PROMPTS[:2], COMPLETIONS)
   with pytest.raises(ValueError):
     functions.compute_rewards([fn], PROMPTS, COMPLETIONS, {"answer": ["x"]})
+
+
+def non_finite_reward(prompts, completions, **kwargs):
+  del prompts, kwargs
+  values = {"nan": float("nan"), "inf": float("inf"), "-inf": -float("inf"), "big": 10**400}
+  return [values.get(c, 1.0) for c in completions]
+
+
+def test_non_finite_values_are_failures_of_their_samples_only():
+  fns = [functions.RewardFunction("odd", non_finite_reward),
+         functions.RewardFunction("length", length_reward, weight=0.5)]
+  completions = ["ok", "nan", "inf", "-inf", "big", "ok2"]
+  errors = []
+  with pytest.warns(RuntimeWarning, match="'odd' returned values that are not finite") as record:
+    out = functions.compute_rewards(fns, ["p"] * 6, completions,
+                                    on_error=lambda name, msg: errors.append((name, msg)))
+  assert len(record) == 1
+  np.testing.assert_array_equal(out.per_function["odd"],
+                                [1.0, np.nan, np.nan, np.nan, np.nan, 1.0])
+  assert out.metrics["rewards/odd/failures"] == 4.0
+  assert out.metrics["rewards/odd/missing"] == 4.0
+  assert np.isfinite(out.total).all()
+  np.testing.assert_allclose(out.total, [2.0, 1.5, 1.5, 2.0, 1.5, 2.5])
+  assert errors and all(name == "odd" for name, _ in errors)
+  assert out.metrics["rewards/odd/mean"] == 1.0 and out.metrics["reward"] == pytest.approx(
+      np.mean(out.total))
