@@ -15,7 +15,11 @@ One record per line (JSONL) or per row (Parquet)::
 
 Any other key is an error, so a misspelt field fails loudly instead of vanishing. ``field_map``
 renames source columns first (``{"question": "prompt"}``). Every error is a
-:class:`TaskFileError` that names the file and the 1-based line (JSONL) or row (Parquet).
+:class:`TaskFileError` that names the file and the 1-based line (JSONL) or row (Parquet): schema
+violations, bytes that are not UTF-8, malformed JSON, integers past Python's 4,300-digit
+conversion limit, nesting too deep to parse, lone surrogates in the text; a Parquet file that
+pyarrow cannot read names the file. A file without any record is an error too: an empty task
+is a mistake, and a trainer cycling over it would never get a batch.
 
 Parquet goes through ``pyarrow``, imported only when a Parquet file is read; without it the reader
 raises an ImportError that says how to install it.
@@ -23,6 +27,8 @@ raises an ImportError that says how to install it.
 
 from __future__ import annotations
 
+import codecs
+import itertools
 import json
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
@@ -38,6 +44,17 @@ _ALLOWED = ("prompt", "answer", "verifier", "metadata")
 
 class TaskFileError(ValueError):
   """A record in a task file violates the schema; the message names file and line."""
+
+
+def _check_unicode(text: str, where: str, field: str) -> None:
+  """JSON's ``\\ud800`` escapes decode to lone surrogates, which are not text: the tokenizer
+  would fail on them far from the file, so the record is rejected here."""
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise TaskFileError(f"{where}: {field} contains a lone surrogate "
+                        f"({text[e.start]!r} at character {e.start}), which is not valid "
+                        "Unicode text.") from None
 
 
 def parse_record(record: Any, *, where: str, default_verifier: Optional[str] = None,
@@ -79,6 +96,9 @@ def parse_record(record: Any, *, where: str, default_verifier: Optional[str] = N
   else:
     raise TaskFileError(f"{where}: 'prompt' must be a string or a non-empty list of chat "
                         f"messages, got {type(prompt).__name__}.")
+  for i, text in enumerate([prompt] if isinstance(prompt, str) else
+                           [m["content"] for m in prompt]):
+    _check_unicode(text, where, "prompt" if isinstance(prompt, str) else f"prompt message {i}")
   if "answer" not in record:
     raise TaskFileError(f"{where}: missing required field 'answer'.")
   answer = record["answer"]
@@ -86,6 +106,7 @@ def parse_record(record: Any, *, where: str, default_verifier: Optional[str] = N
     raise TaskFileError(f"{where}: 'answer' must be a string (or an integer), got "
                         f"{type(answer).__name__}: {answer!r}.")
   answer = str(answer)
+  _check_unicode(answer, where, "answer")
   verifier = record.get("verifier", default_verifier)
   if verifier is None:
     raise TaskFileError(f"{where}: missing 'verifier' and no default_verifier was given.")
@@ -102,20 +123,54 @@ def parse_record(record: Any, *, where: str, default_verifier: Optional[str] = N
   return task_lib.Example(prompt=prompt, answer=answer, verifier=verifier, metadata=metadata)
 
 
+def _decode_line(raw: bytes, where: str) -> Any:
+  """One JSONL line's bytes → the decoded JSON value; every failure is a :class:`TaskFileError`.
+
+  Covered: bytes that are not UTF-8, malformed JSON, integers longer than Python's
+  int-conversion limit (4,300 digits by default), nesting too deep for the parser's recursion.
+  """
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise TaskFileError(f"{where}: not valid UTF-8 (byte {e.start + 1} of the line: "
+                        f"{raw[e.start:e.start + 1]!r}).") from None
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise TaskFileError(f"{where}: invalid JSON ({e.msg} at column {e.colno}).") from None
+  except ValueError as e:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+    raise TaskFileError(f"{where}: invalid JSON ({e}).") from None
+  except RecursionError:
+    raise TaskFileError(f"{where}: invalid JSON (nested too deeply to parse).") from None
+
+
+def _require_records(examples: List[task_lib.Example], path: str) -> List[task_lib.Example]:
+  if not examples:
+    raise TaskFileError(f"{path}: no records (the file is empty or has only blank lines); a "
+                        "task file needs at least one example.")
+  return examples
+
+
 def read_jsonl(path: str, **kwargs) -> List[task_lib.Example]:
-  """All examples of a JSONL file; blank lines are skipped. ``kwargs`` go to :func:`parse_record`."""
+  """All examples of a JSONL file; blank lines are skipped. ``kwargs`` go to :func:`parse_record`.
+
+  The file is UTF-8 (a leading byte-order mark is allowed).
+
+  Raises:
+    TaskFileError: naming the file and line, for any line that is not UTF-8, not JSON (including
+      over-long integers and too deep nesting) or not a valid record; naming the file when it
+      holds no record at all.
+  """
   examples = []
-  with open(path, "r", encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
+  with open(path, "rb") as f:
+    for lineno, raw in enumerate(f, start=1):
+      if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+      if not raw.strip():
         continue
       where = f"{path}:{lineno}"
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise TaskFileError(f"{where}: invalid JSON ({e.msg} at column {e.colno}).") from None
-      examples.append(parse_record(record, where=where, **kwargs))
-  return examples
+      examples.append(parse_record(_decode_line(raw, where), where=where, **kwargs))
+  return _require_records(examples, path)
 
 
 def _import_pyarrow_parquet():
@@ -130,9 +185,14 @@ def _import_pyarrow_parquet():
 def read_parquet(path: str, **kwargs) -> List[task_lib.Example]:
   """All examples of a Parquet file (rows numbered from 1 in errors); needs ``pyarrow``."""
   pq = _import_pyarrow_parquet()
-  rows = pq.read_table(path).to_pylist()
-  return [parse_record(row, where=f"{path}:row {i}", **kwargs)
-          for i, row in enumerate(rows, start=1)]
+  try:
+    rows = pq.read_table(path).to_pylist()
+  except (FileNotFoundError, IsADirectoryError, PermissionError):
+    raise  # the OS error names the path
+  except Exception as e:  # pylint: disable=broad-except  (pyarrow's ArrowInvalid and friends)
+    raise TaskFileError(f"{path}: cannot read as Parquet ({type(e).__name__}: {e}).") from None
+  return _require_records([parse_record(row, where=f"{path}:row {i}", **kwargs)
+                           for i, row in enumerate(rows, start=1)], path)
 
 
 def read_task_file(path: str, **kwargs) -> List[task_lib.Example]:
@@ -165,6 +225,33 @@ def in_seed_order(data: Sequence[task_lib.Example], seed: int, shuffle: bool
   order = np.random.default_rng(seed).permutation(len(data)) if shuffle else np.arange(len(data))
   for i in order:
     yield data[int(i)]
+
+
+class EmptySplitError(ValueError):
+  """A task source yielded no examples for a split that must have some."""
+
+
+def cycle_epochs(source: task_lib.TaskSource, split: str, seed: int
+                 ) -> Iterator[task_lib.Example]:
+  """``source``'s ``split`` repeated in epochs forever, epoch ``e`` drawn with seed ``seed + e``.
+
+  The training stream: a pure function of ``(seed, position)``, so a resumed run skips exactly
+  what it consumed (``itertools.islice(cycle_epochs(...), position, None)``). An epoch that
+  yields nothing raises instead of looping over empty epochs forever (a trainer that hangs at
+  full CPU on an empty or fully filtered task).
+
+  Raises:
+    EmptySplitError: naming the task, the split and the seed, when an epoch is empty.
+  """
+  for epoch in itertools.count():
+    empty = True
+    for example in source.examples(split, seed + epoch):
+      empty = False
+      yield example
+    if empty:
+      raise EmptySplitError(
+          f"task {getattr(source, 'name', type(source).__name__)!r} split {split!r} yielded no "
+          f"examples (seed {seed + epoch}); check the task's files or filters.")
 
 
 class FileTaskSource:

@@ -113,3 +113,79 @@ def test_parquet_without_pyarrow(tmp_path, monkeypatch):
   monkeypatch.setattr(builtins, "__import__", fake_import)
   with pytest.raises(ImportError, match="pip install pyarrow"):
     jsonl.read_parquet(str(tmp_path / "t.parquet"))
+
+
+GOOD = json.dumps({"prompt": "q", "answer": "1", "verifier": "exact"})
+
+
+@pytest.mark.parametrize("bad,message", [
+    (b'{"prompt": "q\xff", "answer": "1", "verifier": "exact"}', "not valid UTF-8"),
+    (b'{"prompt": "q", "answer": ' + b"7" * 5000 + b', "verifier": "exact"}', "invalid JSON"),
+    (b'{"prompt": "q", "answer": "1", "metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     "nested too deeply"),
+    (b'{"prompt": "q\\ud800", "answer": "1", "verifier": "exact"}', "surrogate"),
+    (b'{"prompt": "q", "answer": "1", "verifier": "exact"} trailing', "invalid JSON"),
+])
+def test_every_decoding_failure_names_file_and_line(tmp_path, bad, message):
+  path = tmp_path / "bad.jsonl"
+  path.write_bytes((GOOD + "\n" + GOOD + "\n").encode() + bad + b"\n" + GOOD.encode() + b"\n")
+  with pytest.raises(jsonl.TaskFileError) as info:
+    jsonl.read_task_file(str(path))
+  assert f"{path}:3:" in str(info.value)
+  assert message in str(info.value)
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+  path = tmp_path / "bom.jsonl"
+  path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode() + b"\n")
+  assert [e.prompt for e in jsonl.read_jsonl(str(path))] == ["q"]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_task_file_is_an_error(tmp_path, content):
+  path = tmp_path / "empty.jsonl"
+  path.write_text(content, encoding="utf-8")
+  with pytest.raises(jsonl.TaskFileError, match=f"{path}: no records"):
+    jsonl.read_task_file(str(path))
+
+
+def test_parquet_failures_name_the_file(tmp_path):
+  pa = pytest.importorskip("pyarrow")
+  pq = pytest.importorskip("pyarrow.parquet")
+  corrupt = tmp_path / "corrupt.parquet"
+  corrupt.write_bytes(b"not a parquet file at all")
+  with pytest.raises(jsonl.TaskFileError, match=f"{corrupt}: cannot read"):
+    jsonl.read_task_file(str(corrupt))
+  empty = tmp_path / "empty.parquet"
+  pq.write_table(pa.table({"prompt": pa.array([], pa.string()),
+                           "answer": pa.array([], pa.string())}), str(empty))
+  with pytest.raises(jsonl.TaskFileError, match=f"{empty}: no records"):
+    jsonl.read_task_file(str(empty))
+
+
+class _Listed:
+  """A task source over fixed lists per split (empty lists allowed)."""
+
+  name = "listed"
+
+  def __init__(self, **splits):
+    self.splits = splits
+    self.calls = 0
+
+  def examples(self, split, seed=0):
+    self.calls += 1
+    return iter(self.splits[split][seed % 2:] + self.splits[split][:seed % 2])
+
+
+def test_cycle_epochs_repeats_with_fresh_seeds():
+  a, b = (task_lib.Example(p, "1", "exact") for p in "ab")
+  stream = jsonl.cycle_epochs(_Listed(train=[a, b]), "train", seed=0)
+  assert [next(stream).prompt for _ in range(5)] == ["a", "b", "b", "a", "a"]
+
+
+def test_cycle_epochs_raises_instead_of_spinning_on_an_empty_split():
+  source = _Listed(train=[])
+  stream = jsonl.cycle_epochs(source, "train", seed=3)
+  with pytest.raises(jsonl.EmptySplitError, match="task 'listed' split 'train' yielded no examples"):
+    next(stream)
+  assert source.calls == 1
