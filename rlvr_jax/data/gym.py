@@ -21,6 +21,7 @@ Use :class:`rlvr_jax.data.procedural` tasks when exact split disjointness matter
 from __future__ import annotations
 
 import hashlib
+import numbers
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 from rlvr_jax.data import task as task_lib
@@ -85,9 +86,12 @@ class ReasoningGymSource:
       chat: chat-message prompts (True) or plain text.
       system_prompt: a key of ``reasoning_gym.utils.SYSTEM_PROMPTS``, a literal prompt, or None.
     """
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+      # An empty source would leave the trainer nothing to draw from.
+      raise ValueError(f"size must be an integer >= 1, got {size!r}.")
     self.name = dataset if isinstance(dataset, str) else "composite"
     self._dataset = dataset
-    self._size = size
+    self._size = int(size)
     self._config = dict(config or {})
     self._chat = chat
     self._system_prompt = system_prompt

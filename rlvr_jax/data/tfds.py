@@ -155,15 +155,30 @@ class TfdsSource:
     self._cache: Dict[str, List[task_lib.Example]] = {}
 
   def load(self, split: str) -> List[task_lib.Example]:
-    """The split's examples in stored order."""
+    """The split's examples in stored order.
+
+    Raises:
+      TaskFileError: the split has no records, or a record cannot be converted (naming the
+        dataset, the split and the 1-based record number).
+    """
     if split not in self._cache:
       if self._read_fn is not None:
         records = list(self._read_fn(split))
       else:
         records = read_records(name=self._name, data_dir=self._data_dir,
                                directory=self._directory, split=split)
+      if not records:
+        raise jsonl.TaskFileError(f"TFDS dataset {self.name!r} split {split!r}: no records.")
       convert = CONVERTERS[self._fmt]
-      self._cache[split] = [convert(r, chat=self._chat, system=self._system) for r in records]
+      examples = []
+      for i, record in enumerate(records, start=1):
+        try:
+          examples.append(convert(record, chat=self._chat, system=self._system))
+        except (ValueError, KeyError, UnicodeDecodeError) as e:
+          # A bad record names its place, as a task file's line does.
+          raise jsonl.TaskFileError(f"TFDS dataset {self.name!r} split {split!r} record {i}: "
+                                    f"{type(e).__name__}: {e}") from None
+      self._cache[split] = examples
     return self._cache[split]
 
   def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:

@@ -100,3 +100,9 @@ def test_missing_package_message(monkeypatch):
   monkeypatch.setattr(builtins, "__import__", fake_import)
   with pytest.raises(ImportError, match="pip install reasoning-gym"):
     next(gym.ReasoningGymSource("x").examples("train"))
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5])
+def test_size_must_be_positive(size):
+  with pytest.raises(ValueError, match="size"):
+    gym.ReasoningGymSource("fake_task", size=size)

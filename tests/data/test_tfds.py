@@ -186,3 +186,14 @@ def test_missing_package_message(monkeypatch):
   monkeypatch.setattr(builtins, "__import__", fake_import)
   with pytest.raises(ImportError, match="pip install tensorflow-datasets"):
     tfds_adapter.read_records(name="gsm8k", split="train")
+
+
+def test_empty_split_and_bad_records_name_dataset_split_and_record():
+  from rlvr_jax.data import jsonl
+  empty = tfds_adapter.TfdsSource("gsm8k", name="my_gsm8k", read_fn=lambda split: [])
+  with pytest.raises(jsonl.TaskFileError, match="'my_gsm8k' split 'train': no records"):
+    empty.load("train")
+  bad = GSM8K_RECORDS[:2] + [{"question": "Q", "answer": "no marker"}]
+  src = tfds_adapter.TfdsSource("gsm8k", name="my_gsm8k", read_fn=lambda split: bad)
+  with pytest.raises(jsonl.TaskFileError, match="'my_gsm8k' split 'test' record 3: .*gold"):
+    src.load("test")
