@@ -32,12 +32,17 @@ from rlvr_jax.rewards import _math_latex
 
 @dataclasses.dataclass(frozen=True)
 class Scalar:
-  """One expression; the flags record a decimal numeral, a percent sign and a degree sign."""
+  """One expression; the flags record a decimal numeral, a percent sign and a degree sign.
+
+  ``ulp`` is the unit in the last place when the whole answer is one decimal numeral (``3.14``:
+  1/100, ``2.50``: 1/100, ``1.5e3``: 100); None for anything else, whose value is exact.
+  """
 
   expr: sympy.Expr
   decimal: bool = False
   percent: bool = False
   degree: bool = False
+  ulp: Optional[sympy.Rational] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,19 +97,18 @@ Answer = Union[Scalar, Text, Equation, RealSet, Relation, Seq, Matrix]
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """Numerical policy of the comparison.
+  """Numerical policy of the comparison (``docs/rewards.md``, "Numeric policy").
 
   Attributes:
-    rel_tol: relative tolerance used when either side contains a decimal numeral
-      (``|p - g| <= rel_tol * max(|p|, |g|)``); exact comparison otherwise.
-    exact_tol: relative tolerance that counts as *exact* for numerically evaluated expressions
-      without decimals (30-digit evaluation; absorbs only rounding of irrational constants).
+    rel_tol: None (default): values compare exactly, and a decimal gold is read at its stated
+      precision (see :func:`scalar_equal`). A float opts in to a looser grader: a decimal numeral
+      is also accepted within this relative tolerance of a value without a finite decimal
+      expansion (``0.6667`` for ``2/3``).
     num_points: random points at which expressions with free symbols are compared.
     seed: seed of those random points (fixed, so verdicts are reproducible).
   """
 
-  rel_tol: float = 1e-4
-  exact_tol: float = 1e-20
+  rel_tol: Optional[float] = None
   num_points: int = 6
   seed: int = 0
 
@@ -295,7 +299,7 @@ _KNOWN_WORDS = frozenset(
     "frac dfrac tfrac sqrt pi infty sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh "
     "ln log exp binom cdot times div lfloor rfloor lceil rceil mathrm circ le leq ge geq ne neq "
     "lt gt pm mp cup in alpha beta gamma delta epsilon theta lambda mu phi omega sigma tau rho "
-    "emptyset varnothing begin end pmatrix bmatrix matrix array langle rangle operatorname "
+    "emptyset varnothing begin end pmatrix bmatrix matrix array langle rangle operatorname over "
     "mathbf text textbf mbox ast vartheta varphi varepsilon eta zeta kappa nu xi chi psi iota "
     "upsilon Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega".split())
 
@@ -307,14 +311,37 @@ def _is_words(s: str) -> bool:
   return bool(words) and not re.search(r"\d", s) and any(len(w) >= 3 for w in words)
 
 
-def _is_unit(text: str) -> bool:
-  """``cm``, ``km/h``, ``square meters``: known unit words or abbreviations of at most 3 letters.
+# Words that never end a number as its unit: hedges and connectives ("4 maybe five", "5 or
+# more"), number and scale words (their value matters: "1.5 million"), and function names.
+_NOT_UNIT_WORDS = frozenset("""
+or and not no nor maybe perhaps probably possibly likely approximately approx about around
+roughly nearly almost exactly only over under least most more less than plus minus to of is are
+was be either neither both each per cent sin cos tan cot sec csc log ln exp sqrt abs mod max min
+infinity infinite undefined none
+""".split()) | frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty "
+    "ninety hundred thousand million billion trillion dozen half halves quarter quarters third "
+    "thirds".split())
 
-  Anything else (``maybe five``) is not dropped, so words cannot hide behind a "unit".
+
+def _is_unit(text: str, spaced: bool = True, in_text: bool = True) -> bool:
+  """Whether ``text`` after a number is a unit or a counted noun that may be dropped.
+
+  Accepted: up to three unit words (known ones such as ``cm``, ``square meters``; inside
+  ``\\text{}`` also any abbreviation of at most three letters, ``km/h``), optionally ending in one
+  other word of at least three letters when it is set off by a space (``12 apples``,
+  ``6 \\text{ friends}``, ``18 square units``). Never: hedges, connectives, number or scale words
+  and function names (``_NOT_UNIT_WORDS``), so words cannot hide behind a "unit" and ``5x`` keeps
+  its ``x``.
   """
   words = [w for w in re.split(r"[\s./]+", text.lower()) if w]
-  return bool(words) and all(
-      w in _UNIT_WORDS or (len(w) <= 3 and w not in ("or", "and", "not", "no")) for w in words)
+  if not words or len(words) > 3 or any(w in _NOT_UNIT_WORDS for w in words):
+    return False
+  if all(w in _UNIT_WORDS or (in_text and len(w) <= 3) for w in words):
+    return True
+  *head, last = words
+  return spaced and all(w in _UNIT_WORDS for w in head) and len(last) >= 3 and last.isalpha()
 
 
 def _strip_scalar_marks(s: str) -> tuple:
@@ -330,40 +357,158 @@ def _strip_scalar_marks(s: str) -> tuple:
                   r"(?:\s*\\?(?:text|mathrm)\{\s*[CF]\s*\})?$", s)
     if m and s[:m.start()].strip():
       degree, s = True, s[:m.start()].strip()
-    m = re.search(_TEXT_CMDS + r"\s*\{\s*([A-Za-z][A-Za-z ./]*)\}(?:\s*\^\s*\{?\d\}?)?$", s)
-    if m and re.search(r"[\d}\)]", s[:m.start()]) and _is_unit(m.group(1)):
+    m = re.search(_TEXT_CMDS + r"\s*\{(\s*)([A-Za-z][A-Za-z ./]*)\}(?:\s*\^\s*\{?\d\}?)?$", s)
+    if m and re.search(r"[\d}\)]", s[:m.start()]) and _is_unit(m.group(2)):
       s = s[:m.start()].strip()
-    m = re.search(r"(?<=[\d}\)\s])\s*([A-Za-z]+)(?:\s*\^\s*\{?\d\}?)?$", s)
-    if m and m.group(1).lower() in _UNIT_WORDS and re.search(r"\d", s[:m.start()]):
+    m = re.search(r"(?<=[\d}\)\s])(\s*)([A-Za-z]+(?:\s+[A-Za-z]+){0,2})(?:\s*\^\s*\{?\d\}?)?$", s)
+    if m and re.search(r"\d", s[:m.start()]) and _is_unit(m.group(2), spaced=bool(m.group(1)),
+                                                         in_text=False):
       s = s[:m.start()].strip()
     if s == before:
       break
   return s, percent, degree
 
 
+_DECIMAL_NUMERAL_RE = re.compile(
+    r"^[+-]?\d*\.(\d+)(?:\s*(?:[eE]|\\times\s*10\s*\^|\\cdot\s*10\s*\^)\s*\{?\s*([+-]?\d+)\s*\}?)?$")
+_SCALE_WORDS = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
+_SCALE_RE = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:\\text\{\s*)?(" + "|".join(_SCALE_WORDS)
+                       + r")s?(?:\s*\})?$", re.IGNORECASE)
+
+
+def _ulp(body: str) -> Optional[sympy.Rational]:
+  """The unit in the last place of a lone decimal numeral (``3.14`` -> 1/100), else None."""
+  m = _DECIMAL_NUMERAL_RE.match(body.strip())
+  if not m:
+    return None
+  return sympy.Rational(1, 10**len(m.group(1))) * sympy.Integer(10)**int(m.group(2) or 0)
+
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+         "fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _spell(n: int) -> str:
+  """The canonical English words for ``0 <= n < 10**12`` (``121`` -> ``one hundred twenty-one``)."""
+  if n < 20:
+    return _ONES[n]
+  if n < 100:
+    return _TENS[n // 10 - 2] + ("" if n % 10 == 0 else "-" + _ONES[n % 10])
+  if n < 1000:
+    return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + _spell(n % 100))
+  for word, power in (("billion", 9), ("million", 6), ("thousand", 3)):
+    if n >= 10**power:
+      head, rest = divmod(n, 10**power)
+      return _spell(head) + " " + word + ("" if rest == 0 else " " + _spell(rest))
+  raise ValueError(n)
+
+
+def _number_from_words(key: str) -> Optional[int]:
+  """An integer written in words (``twelve``, ``negative forty-two``, ``one hundred and five``).
+
+  Only canonical spellings are read: the words are parsed, the number is spelled again, and the
+  two must agree, so ``two three`` or ``five five`` are not numbers.
+  """
+  words = key.replace("-", " ").split()
+  sign = 1
+  if words and words[0] in ("negative", "minus"):
+    sign, words = -1, words[1:]
+  words = [w for w in words if w != "and"]
+  if not words or len(words) > 12:
+    return None
+  total = current = 0
+  for w in words:
+    if w in _ONES:
+      current += _ONES.index(w)
+    elif w in _TENS:
+      current += 10 * (_TENS.index(w) + 2)
+    elif w == "hundred":
+      current *= 100
+    elif w in ("thousand", "million", "billion"):
+      total += current * 10**_SCALE_WORDS[w]
+      current = 0
+    else:
+      return None
+  n = total + current
+  if n >= 10**12 or _spell(n).replace("-", " ").split() != words:
+    return None
+  return sign * n
+
+
+_INFINITY_WORDS = {"infinity": sympy.oo, "positive infinity": sympy.oo, "plus infinity": sympy.oo,
+                   "negative infinity": -sympy.oo, "minus infinity": -sympy.oo}
+_REALS_WORDS = frozenset(["all real numbers", "all reals", "the real numbers", "real numbers",
+                          "the set of all real numbers", "the set of real numbers"])
+
+
+def _unwrap_text(s: str) -> str:
+  """The content of an answer that is one ``\\text{...}``-style group (``\\text{25\\%}``)."""
+  m = re.match(_TEXT_CMDS + r"\s*(?=\{)", s)
+  if m:
+    inner = _outer_group(s[m.end():], "{", "}")
+    if inner is not None:
+      return inner.strip()
+  return s
+
+
+def _parse_words(body: str) -> Answer:
+  """Words: a number (``twelve``), infinity (``negative infinity``), or text."""
+  key = text_key(body)
+  n = _number_from_words(key)
+  if n is not None:
+    return Scalar(sympy.Integer(n))
+  name = key.lstrip("+-").strip()
+  if name in _INFINITY_WORDS:
+    return Scalar(-_INFINITY_WORDS[name] if key.startswith("-") else _INFINITY_WORDS[name])
+  return Text(key)
+
+
 def _parse_scalar(s: str) -> Answer:
+  s = _unwrap_text(s)
   body, percent, degree = _strip_scalar_marks(s)
   if not body:
     return Text(text_key(s))
   body = _strip_text_wrappers(body) if not _is_words(body) else body
   if _is_words(body):
-    return Text(text_key(body))
+    return _parse_words(body)
+  scaled = _SCALE_RE.match(body)
+  if scaled:
+    body = f"{scaled.group(1)}\\times 10^{{{_SCALE_WORDS[scaled.group(2).lower()]}}}"
   try:
     expr, decimal = _math_latex.parse_expression(body)
   except _math_latex.ParseError:
     return Text(text_key(s))
-  return Scalar(expr, decimal, percent, degree)
+  return Scalar(expr, decimal, percent, degree, _ulp(body))
+
+
+# A matrix environment, optionally inside brackets (``\left(\begin{array}..\end{array}\right)``)
+# and after a scalar factor (``2\begin{pmatrix}..\end{pmatrix}``, ``-\begin{bmatrix}..``).
+_MATRIX_RE = re.compile(
+    r"(?P<factor>[^&]*?)\s*(?P<open>[(\[])?\s*\\begin\{(?P<env>[pbBvV]?matrix|smallmatrix|array)\}"
+    r"(?:\{[^{}]*\})?(?P<body>.*)\\end\{(?P=env)\}\s*(?P<close>[)\]])?", re.DOTALL)
 
 
 def _parse_matrix(s: str) -> Optional[Matrix]:
-  m = re.fullmatch(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", s,
-                   flags=re.DOTALL)
-  if not m or m.group(1) in ("vmatrix", "Vmatrix"):
+  m = _MATRIX_RE.fullmatch(s)
+  if not m or m.group("env") in ("vmatrix", "Vmatrix"):
     return None
-  rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+  if (m.group("open") or "") + (m.group("close") or "") not in ("", "()", "[]"):
+    return None
+  rows = [r for r in re.split(r"\\\\", m.group("body")) if r.strip()]
   parsed = tuple(tuple(parse(c) for c in r.split("&")) for r in rows)
   if not parsed or len({len(r) for r in parsed}) != 1:
     return None
+  factor = m.group("factor").strip()
+  if factor:
+    factor = {"-": "-1", "+": "1"}.get(factor, factor)
+    if "\\begin" in factor or not all(isinstance(x, Scalar) for r in parsed for x in r):
+      return None
+    try:
+      k, _ = _math_latex.parse_expression(factor)
+    except _math_latex.ParseError:
+      return None
+    parsed = tuple(tuple(Scalar(k * x.expr, x.decimal) for x in r) for r in parsed)
   return Matrix(parsed)
 
 
@@ -399,6 +544,10 @@ def _relation(sides: List[str], ops: List[str]) -> Answer:
   exprs = [p.expr for p in parsed]
   syms = [i for i, e in enumerate(exprs) if isinstance(e, sympy.Symbol)]
   numeric = all(e.is_extended_real for i, e in enumerate(exprs) if i not in syms)
+  if len(syms) == 1 and numeric and ops == ["!="] and exprs[1 - syms[0]].is_finite:
+    # ``x \ne 0``: every real but one.
+    c = exprs[1 - syms[0]]
+    return RealSet(sympy.Union(sympy.Interval.open(-sympy.oo, c), sympy.Interval.open(c, sympy.oo)))
   if len(syms) == 1 and numeric and "=" not in ops and "!=" not in ops:
     k = syms[0]
     # Normalise to lower bounds on the left: a < x < b, x > a, ...
@@ -424,6 +573,41 @@ def _relation(sides: List[str], ops: List[str]) -> Answer:
   return Relation(tuple(ops), tuple(parsed))
 
 
+_REALS_RE = re.compile(r"^(?:\\mathbb\s*\{?\s*R\s*\}?|\\Bbb\s*\{?\s*R\s*\}?|\\R)$")
+# ``\{x : ...\}``, ``\{x \mid ...\}``, ``\{x \in \mathbb{R} \mid ...\}``: set-builder notation.
+_SET_BUILDER_RE = re.compile(
+    r"^([a-zA-Z])\s*(?:\\in\s*(?:\\mathbb\s*\{?\s*R\s*\}?|\\R)\s*)?(?::|\\mid|\\vert|\|)\s*(.+)$",
+    re.DOTALL)
+_OR_RE = re.compile(r"\\text\{\s*or\s*\}|\\lor(?![a-zA-Z])|\\vee(?![a-zA-Z])")
+_AND_RE = re.compile(r"\\text\{\s*and\s*\}|\\land(?![a-zA-Z])|\\wedge(?![a-zA-Z])")
+
+
+def _named_set(s: str) -> Optional[Answer]:
+  """``\\mathbb{R}`` and "all real numbers" as the real line; set-builder sets as real sets."""
+  if _REALS_RE.match(s) or (_is_words(_unwrap_text(s)) and text_key(s) in _REALS_WORDS):
+    return RealSet(sympy.Reals)
+  inner = _outer_group(s, "\\{", "\\}")
+  m = _SET_BUILDER_RE.match(inner.strip()) if inner is not None else None
+  if m is None:
+    return None
+  var, condition = m.groups()
+  if not re.search(r"(?<![a-zA-Z\\])" + var + r"(?![a-zA-Z])", condition):
+    return None
+  value = parse(condition)
+  return value if isinstance(value, RealSet) else Text(text_key(s))
+
+
+def _combined_conditions(s: str) -> Optional[RealSet]:
+  """``x < 2 or x > 5`` (a union) and ``x > 1 and x < 3`` (an intersection) of real sets."""
+  for regex, word, combine in ((_OR_RE, " or ", sympy.Union), (_AND_RE, " and ", sympy.Intersection)):
+    parts = _split_top(regex.sub(word, s), (word,))
+    if len(parts) > 1:
+      sets = [parse(p) for p in parts]
+      if all(isinstance(x, RealSet) for x in sets):
+        return RealSet(combine(*[x.value for x in sets]))
+  return None
+
+
 def parse(text: str) -> Optional[Answer]:
   """Reads a normalised answer string into a structure; None for an empty answer."""
   s = text.strip()
@@ -434,6 +618,12 @@ def parse(text: str) -> Optional[Answer]:
     return matrix
   if s in ("\\emptyset", "\\varnothing", "\\{\\}", "\\{ \\}", "\\O"):
     return Seq("set", ())
+  named = _named_set(s)
+  if named is not None:
+    return named
+  combined = _combined_conditions(s)
+  if combined is not None:
+    return combined
   # Listed alternatives ("1 or 2", "1 \text{ and } 2") read as a list.
   s = re.sub(r"\\text\{\s*(?:or|and|,)\s*\}|\s+(?:or|and)\s+", ", ", s)
   for sign in ("\\pm", "\\mp"):
@@ -467,6 +657,9 @@ def parse(text: str) -> Optional[Answer]:
     if any(not x.strip() for x in sides):
       return Text(text_key(s))
     if all(op == "=" for op in ops):
+      if len(sides) == 2 and not _LABEL_RE.match(sides[0].strip()) and _LABEL_RE.match(
+          sides[1].strip()):
+        sides.reverse()  # ``5 = x`` names the quantity on the right: read it as ``x = 5``.
       label = _LABEL_RE.match(sides[0].strip())
       return Equation(tuple(parse(x) for x in sides),
                       re.sub(r"\s+", "", sides[0]) if label else None)
@@ -508,44 +701,42 @@ def _has_nonfinite(e: sympy.Expr) -> bool:
   return bool(e.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan))
 
 
-def _close(a, b, tol: float) -> bool:
-  diff = abs(a - b)
-  scale = max(abs(a), abs(b))
-  return bool(diff <= tol * scale) or bool(diff == 0)
+# Evaluation precisions (decimal digits) of the two numeric passes of :func:`constant_equal`, and
+# the relative size below which a difference counts as zero in each. A difference is "zero" only
+# if it vanishes at both, so two constants that differ by more than 1e-110 relative never compare
+# equal; rationals (all integers, fractions and decimals) never reach this test.
+_ZERO_PASSES = ((60, sympy.Rational(1, 10**50)), (120, sympy.Rational(1, 10**110)))
 
 
-def expr_equal(a: sympy.Expr, b: sympy.Expr, tol: float, opts: Options) -> bool:
-  """Equality of two expressions, exact up to ``tol`` (relative) on numeric evaluation.
+def _terms(e: sympy.Expr) -> tuple:
+  return e.args if isinstance(e, sympy.Add) else (e,)
 
-  Constants are evaluated to 30 digits. With free symbols the two sides are compared at
-  ``opts.num_points`` random real points (over the union of their symbols, so ``sin^2 x + cos^2 x``
-  equals ``1`` and ``x + y`` does not equal ``x + z``); when fewer than three points evaluate to
-  finite numbers, ``sympy.simplify(a - b) == 0`` decides.
+
+def constant_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
+  """Exact equality of two finite constants (no free symbols), never through float64.
+
+  Rationals (integers, fractions, decimals read exactly) compare as rationals, so
+  ``12345678901234568`` is not ``12345678901234567`` and ``1 + 10^{-30}`` is not ``1``. Sympy
+  cancels most other differences exactly (``\\sqrt8 - 2\\sqrt2``, ``\\pi + 10^{-40} - \\pi``);
+  what it leaves (``\\sqrt{5+2\\sqrt6} - \\sqrt2 - \\sqrt3``) must vanish relative to the size of
+  the terms at 60 and at 120 digits (``_ZERO_PASSES``): ``e^{\\pi\\sqrt{163}}`` differs from
+  ``262537412640768744`` by 7.5e-13 and is not equal.
   """
   if a == b:
     return True
-  if _has_nonfinite(a) or _has_nonfinite(b):
+  if a.is_Rational and b.is_Rational:
     return False
-  if not a.free_symbols:
-    va, vb = sympy.N(a, 30), sympy.N(b, 30)
-    if not (va.is_number and vb.is_number) or _has_nonfinite(va) or _has_nonfinite(vb):
+  diff = a - b
+  if diff.is_Rational:
+    return diff == 0
+  for digits, rel in _ZERO_PASSES:
+    value = sympy.N(diff, digits)
+    if not value.is_number or _has_nonfinite(value):
       return False
-    return _close(complex(va), complex(vb), tol) if max(abs(va), abs(vb)) < 1e300 else \
-        _close(va, vb, tol)
-  # Free symbols: compare at random points (polynomial identity testing; a false "equal" needs a
-  # root hit at every point). Real points, so sqrt(x^2) != x.
-  symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
-  valid = 0
-  for point in _random_points(symbols, opts):
-    va, vb = sympy.N(a.subs(point), 30), sympy.N(b.subs(point), 30)
-    if not (va.is_number and vb.is_number) or _has_nonfinite(va) or _has_nonfinite(vb):
-      continue
-    valid += 1
-    if not _close(complex(va), complex(vb), tol):
+    scale = max([abs(sympy.N(t, 30)) for t in _terms(a) + _terms(b)] + [sympy.Integer(0)])
+    if abs(value) > rel * scale:
       return False
-  if valid >= 3:
-    return True
-  return bool(sympy.simplify(a - b) == 0)
+  return True
 
 
 def _random_points(symbols, opts: Options):
@@ -556,33 +747,106 @@ def _random_points(symbols, opts: Options):
            for s in symbols}
 
 
+def _finite_constant(e: sympy.Expr) -> bool:
+  return bool(e.is_number) and not _has_nonfinite(e) and not _has_nonfinite(sympy.N(e, 15))
+
+
+def expr_equal(a: sympy.Expr, b: sympy.Expr, opts: Options) -> bool:
+  """Exact equality of two expressions.
+
+  Constants compare by :func:`constant_equal`. With free symbols the two sides are compared
+  exactly at ``opts.num_points`` random rational points (over the union of their symbols, so
+  ``\\sin^2 x + \\cos^2 x`` equals ``1`` and ``x + y`` does not equal ``x + z``; real points, so
+  ``\\sqrt{x^2}`` is not ``x``); when fewer than three points give finite values on both sides,
+  ``sympy.simplify(a - b) == 0`` decides.
+  """
+  if a == b:
+    return True
+  if _has_nonfinite(a) or _has_nonfinite(b):
+    return False
+  if not a.free_symbols and not b.free_symbols:
+    return _finite_constant(a) and _finite_constant(b) and constant_equal(a, b)
+  symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
+  valid = 0
+  for point in _random_points(symbols, opts):
+    va, vb = a.subs(point), b.subs(point)
+    if not (_finite_constant(va) and _finite_constant(vb)):
+      continue
+    valid += 1
+    if not constant_equal(va, vb):
+      return False
+  if valid >= 3:
+    return True
+  return bool(sympy.simplify(a - b) == 0)
+
+
 def _constant_ratio(a: sympy.Expr, b: sympy.Expr, opts: Options) -> bool:
   """Whether ``a = k * b`` for a constant ``k != 0`` (the same equation ``a = 0``, ``b = 0``).
 
-  Numeric, like :func:`expr_equal`: the ratio must be the same non-zero number at every random
-  point where both sides evaluate (at least three).
+  The ratio must be exactly the same non-zero number at every random point where both sides are
+  finite and ``b`` is not zero (at least three points).
   """
   symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
   ratios = []
   for point in _random_points(symbols, opts):
-    va, vb = sympy.N(a.subs(point), 30), sympy.N(b.subs(point), 30)
-    if not (va.is_number and vb.is_number) or _has_nonfinite(va) or _has_nonfinite(vb) or vb == 0:
+    va, vb = a.subs(point), b.subs(point)
+    if not (_finite_constant(va) and _finite_constant(vb)) or constant_equal(vb, sympy.Integer(0)):
       continue
-    ratios.append(complex(va) / complex(vb))
-  if len(ratios) < 3 or ratios[0] == 0:
+    ratios.append(va / vb)
+  if len(ratios) < 3 or constant_equal(ratios[0], sympy.Integer(0)):
     return False
-  return all(_close(r, ratios[0], opts.exact_tol * 1e8) for r in ratios)
+  return all(constant_equal(r, ratios[0]) for r in ratios[1:])
 
 
-def _scalar_candidates(x: Scalar) -> List[sympy.Expr]:
-  """The values a scalar may denote: a percent may drop its sign or mean /100, a degree may
-  drop its sign or be converted to radians."""
-  out = [x.expr]
-  if x.percent:
-    out.append(x.expr / 100)
-  if x.degree:
-    out.append(x.expr * sympy.pi / 180)
+# A trailing percent or degree sign is a scale: 25% is 25/100, 45 degrees is 45*pi/180.
+_MARK_SCALE = {"percent": sympy.Rational(1, 100), "degree": sympy.pi / 180}
+
+
+def _mark(x: Scalar) -> Optional[str]:
+  return "percent" if x.percent else "degree" if x.degree else None
+
+
+def _readings(x: Scalar, other: Scalar) -> List[tuple]:
+  """The ``(value, ulp)`` pairs a scalar may denote when compared with ``other``.
+
+  Percent and degree signs: when both sides carry the same sign, the numbers compare as written
+  (``25\\%`` vs ``25\\%``). When only one side carries it, that side may mean the scaled value
+  (``25\\%`` is ``0.25``, ``45^\\circ`` is ``\\pi/4``) or the number with the sign dropped (``25``,
+  ``45``). The sign is never read both ways on both sides, so ``0.25\\%`` and ``2500\\%`` (100x too
+  small or large) do not match ``25\\%``.
+  """
+  out = [(x.expr, x.ulp)]
+  mark = _mark(x)
+  if mark is not None and mark != _mark(other):
+    factor = _MARK_SCALE[mark]
+    out.append((x.expr * factor, None if x.ulp is None else x.ulp * factor))
   return out
+
+
+def _within(a: sympy.Expr, b: sympy.Expr, bound: sympy.Expr) -> bool:
+  """``|a - b| <= bound`` for constants, exactly for rationals, at 60 digits otherwise."""
+  diff = a - b
+  if diff.is_Rational and bound.is_Rational:
+    return abs(diff) <= bound
+  value = sympy.N(diff, 60)
+  return bool(value.is_number) and not _has_nonfinite(value) and bool(
+      abs(value) <= sympy.N(bound, 60))
+
+
+def _rounds_to(value: sympy.Expr, gold: sympy.Expr, ulp: sympy.Expr) -> bool:
+  """Whether ``value`` rounded to a multiple of ``ulp`` is ``gold``.
+
+  Within half a unit; an exact tie (``0.65`` to tenths) counts when either common rule gives the
+  gold: half away from zero (``0.7``) or half to even (``0.6``). ``0.75`` rounds to ``0.8`` under
+  both, so it does not match ``0.7``.
+  """
+  if not _within(value, gold, ulp / 2):
+    return False
+  diff = value - gold
+  if not (diff.is_Rational and ulp.is_Rational and abs(diff) == ulp / 2):
+    return True
+  steps = gold / ulp
+  return bool(abs(gold) > abs(value)) or (steps.is_Integer and steps % 2 == 0)
 
 
 def _finite_decimal(e: sympy.Expr) -> bool:
@@ -596,19 +860,39 @@ def _finite_decimal(e: sympy.Expr) -> bool:
   return q == 1
 
 
-def scalar_equal(p: Scalar, g: Scalar, opts: Options) -> bool:
-  """Scalar equality with the tolerance policy.
+def _reading_equal(pv, pulp, gv, gulp, p: Scalar, g: Scalar, opts: Options) -> bool:
+  """One reading of each side; the numeric policy of :func:`scalar_equal`."""
+  if expr_equal(pv, gv, opts):
+    return True
+  if pv.free_symbols or gv.free_symbols or not (_finite_constant(pv) and _finite_constant(gv)):
+    return False
+  if gulp is not None:
+    # A decimal gold is the true value rounded to its last digit: the answer must be at least
+    # as precise and round to it.
+    return (pulp is None or bool(pulp <= gulp)) and _rounds_to(pv, gv, gulp)
+  if opts.rel_tol is not None and (p.decimal or g.decimal) and not (
+      _finite_decimal(pv) and _finite_decimal(gv)):
+    return _within(pv, gv, opts.rel_tol * max(abs(pv), abs(gv)))
+  return False
 
-  The relative tolerance applies only when a decimal numeral is involved *and* one of the two
-  values has no finite decimal expansion (``0.6667`` for ``2/3``, ``3.14159`` for ``pi``,
-  ``31.4159`` gold for ``10\\pi``). Two values that decimals can write exactly must match exactly,
-  so ``4.0001`` is not ``4``.
+
+def scalar_equal(p: Scalar, g: Scalar, opts: Options) -> bool:
+  """Scalar equality under the numeric policy.
+
+  * Values compare exactly (:func:`expr_equal`): integers and fractions as rationals, decimals
+    read as the rationals they write (``0.5`` = ``1/2``, ``4.0`` = ``4``, ``4.01`` != ``4``).
+  * An exact gold (integer, fraction, radical, multiple of pi, expression) needs the exact
+    value: ``0.3333``, ``1.414`` and ``3.1416`` do not match ``1/3``, ``\\sqrt2``, ``\\pi``.
+  * A gold that is one decimal numeral states its precision (``3.14``: hundredths). An answer
+    matches it if it is at least that precise (a decimal with as many or more digits, or an exact
+    value) and rounds to it: ``3.1416`` and ``\\pi`` match ``3.14``; ``3.1`` and ``3.15`` do not.
+  * Percent and degree signs: see :func:`_readings`.
+  * ``opts.rel_tol`` (off by default) adds a relative tolerance for decimals against values
+    without a finite decimal expansion.
   """
-  for pe in _scalar_candidates(p):
-    for ge in _scalar_candidates(g):
-      inexact = not (_finite_decimal(pe) and _finite_decimal(ge))
-      tol = opts.rel_tol if (p.decimal or g.decimal) and inexact else opts.exact_tol
-      if expr_equal(pe, ge, tol, opts):
+  for pv, pulp in _readings(p, g):
+    for gv, gulp in _readings(g, p):
+      if _reading_equal(pv, pulp, gv, gulp, p, g, opts):
         return True
   return False
 
@@ -660,8 +944,7 @@ def _intervals_equal(p: sympy.Set, g: sympy.Set, opts: Options) -> bool:
     if isinstance(x, sympy.Interval):
       if (x.left_open, x.right_open) != (y.left_open, y.right_open):
         return False
-      if not (expr_equal(x.start, y.start, opts.exact_tol, opts)
-              and expr_equal(x.end, y.end, opts.exact_tol, opts)):
+      if not (expr_equal(x.start, y.start, opts) and expr_equal(x.end, y.end, opts)):
         return False
     elif x != y:
       return False

@@ -3,7 +3,7 @@
 Private helper of :mod:`rlvr_jax.rewards.math`. It reads the *expression* part of a final answer
 (structure such as tuples, sets, intervals and equations is split off before), for example
 ``\\frac{3}{4}``, ``2\\sqrt{3}+1``, ``3\\times 10^{5}``, ``\\binom{5}{2}``, ``x^2-1``, ``3+4i``,
-``\\sin^2 x``, ``|x|``, ``2\\frac12`` (a mixed number), ``2.5e-3``.
+``\\sin^2 x``, ``|x|``, ``2\\frac12`` and ``2 1/2`` (mixed numbers), ``{7 \\over 9}``, ``2.5e-3``.
 
 Why our own parser rather than ``sympy.parsing.latex`` or ``latex2sympy2_extended``: no ANTLR
 runtime (the two need different, conflicting pinned versions), no ``eval`` of model text, and
@@ -13,7 +13,8 @@ explicit guards against values that cannot be materialised (``10^{10^{10}}`` rai
 Conventions (documented in ``docs/rewards.md``): decimals become exact rationals (the caller is told
 that a decimal was present, to apply its tolerance); ``e`` is Euler's number and ``i`` the imaginary
 unit; other letters are symbols; juxtaposition multiplies; an integer directly followed by a proper
-fraction of integers is a mixed number.
+fraction of integers is a mixed number, and so is an integer followed, after a space, by a proper
+fraction ``p/q`` of integer numerals; two numerals separated only by a space are not an expression.
 """
 
 from __future__ import annotations
@@ -133,9 +134,20 @@ class _Parser:
 
   # -- grammar -----------------------------------------------------------------------------
   def parse(self) -> sympy.Expr:
-    value = self.expr()
+    value = self.over_expr()
     if self.i != len(self.toks):
       raise ParseError(f"trailing input at {self.peek_text()!r}")
+    return value
+
+  def over_expr(self) -> sympy.Expr:
+    """An expression, or TeX's infix fraction ``a \\over b`` (it divides its whole group)."""
+    value = self.expr()
+    if self.peek_text() == "\\over":
+      self.take()
+      den = self.expr()
+      if den == 0:
+        raise ParseError("division by zero")
+      value = value / den
     return value
 
   def expr(self) -> sympy.Expr:
@@ -163,6 +175,14 @@ class _Parser:
         if den == 0:
           raise ParseError("division by zero")
         value = value / den
+      elif self.peek() is not None and self.peek()[0] == "num" and self.toks[self.i - 1][0] == "num":
+        # Two numerals side by side were separated by a space ("2 1/2", "12 13"): a mixed number
+        # when a proper fraction of integers follows a whole number, otherwise not an expression
+        # (juxtaposition would read "12 13" as 156).
+        mixed = self.try_plain_mixed_number(value) if bare_integer else None
+        if mixed is None:
+          raise ParseError("two numerals side by side")
+        value = mixed
       elif self.starts_primary():
         if bare_integer and t in _FRAC:
           mixed = self.try_mixed_number(value)
@@ -185,6 +205,21 @@ class _Parser:
       return whole + frac if whole >= 0 else whole - frac
     self.i = start
     return None
+
+  def try_plain_mixed_number(self, whole: sympy.Integer) -> Optional[sympy.Expr]:
+    """``2 1/2`` -> 5/2: an integer, a space, then a proper fraction ``p/q`` of integer numerals."""
+    window = self.toks[self.i:self.i + 4]
+    if len(window) < 3 or [k for k, _ in window[:3]] != ["num", "op", "num"] or \
+        window[1][1] != "/" or not (window[0][1].isdigit() and window[2][1].isdigit()):
+      return None
+    if len(window) == 4 and window[3][1] in ("^", "!", "/"):
+      return None
+    num, den = int(window[0][1]), int(window[2][1])
+    if not 0 < num < den:
+      return None
+    self.i += 3
+    frac = sympy.Rational(num, den)
+    return whole + frac if whole >= 0 else whole - frac
 
   def unary(self) -> sympy.Expr:
     t = self.peek_text()
@@ -226,7 +261,7 @@ class _Parser:
   def group(self, open_: str, close: str) -> sympy.Expr:
     self.expect(open_)
     saved_depth, self.abs_depth = self.abs_depth, 0
-    value = self.expr()
+    value = self.over_expr() if open_ == "{" else self.expr()
     self.abs_depth = saved_depth
     self.expect(close)
     return value
@@ -264,7 +299,7 @@ class _Parser:
       return self.abs_depth == 0
     if kind == "cmd":
       return text not in _MUL_OPS and text not in _DIV_OPS and text not in (
-          "\\rfloor", "\\rceil", "\\right", "\\pm", "\\mp")
+          "\\rfloor", "\\rceil", "\\right", "\\pm", "\\mp", "\\over")
     return False
 
   def number(self, text: str) -> sympy.Expr:

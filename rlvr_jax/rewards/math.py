@@ -103,7 +103,7 @@ def _mc_pred_letter(text: str) -> Optional[str]:
   return m.group(1).upper()
 
 
-def is_equivalent(pred: str, gold: str, *, rel_tol: float = 1e-4,
+def is_equivalent(pred: str, gold: str, *, rel_tol: Optional[float] = None,
                   max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS) -> bool:
   """Whether the predicted answer string means the same as the gold answer string.
 
@@ -161,7 +161,7 @@ def is_equivalent(pred: str, gold: str, *, rel_tol: float = 1e-4,
     return False
 
 
-def verify_in_process(completion: str, gold: str, *, rel_tol: float = 1e-4,
+def verify_in_process(completion: str, gold: str, *, rel_tol: Optional[float] = None,
                       max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS) -> bool:
   """``verify`` without the worker process and its timeout: for trusted input and for workers."""
   pred = extract_answer(completion, max_answer_chars=max_answer_chars)
@@ -201,7 +201,7 @@ def shutdown_pools() -> None:
 
 def verify_batch(completions: Sequence[str], golds: Sequence[str], *,
                  timeout_s: float = DEFAULT_TIMEOUT_S, num_workers: Optional[int] = None,
-                 rel_tol: float = 1e-4, max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
+                 rel_tol: Optional[float] = None, max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
                  pool: Optional[workers.WorkerPool] = None,
                  mp_context: str = "forkserver") -> List[bool]:
   """Verifies many completions in parallel worker processes, each under a hard timeout.
@@ -236,7 +236,7 @@ def verify_batch(completions: Sequence[str], golds: Sequence[str], *,
 
 
 def verify(completion: str, gold: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-           rel_tol: float = 1e-4, max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS) -> bool:
+           rel_tol: Optional[float] = None, max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS) -> bool:
   """Whether ``completion``'s final answer equals ``gold``; False on any failure or timeout.
 
   Extraction follows :func:`extract_answer`, comparison :func:`is_equivalent`. The work runs in a
