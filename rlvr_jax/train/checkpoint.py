@@ -19,8 +19,18 @@ pytree of ``jax.ShapeDtypeStruct`` with the *target* shardings (:func:`abstract_
 from a live state, or use ``jax.eval_shape`` plus the model's partition rules). Arrays are read
 straight into those shardings, so a run may resume on a different mesh than it saved from.
 
+**Only finite states are saved.** :meth:`Checkpointer.save` refuses a state with NaN or
+infinite values (:class:`NonFiniteStateError`), so the newest checkpoint is always one a run can
+continue from. ``max_to_keep`` (``config.checkpoint.keep``): None or 0 keep all, ``k`` the newest
+``k`` (:func:`resolve_keep`).
+
+**A rejected resume writes nothing.** :func:`check_resume` compares the newest checkpoint's
+stored tree, shapes and dtypes with the state a new config builds, from metadata only, so a run
+can refuse to resume before it writes ``config.json`` or touches the logs.
+
 Typical loop use::
 
+  check_resume(workdir + "/checkpoints", jax.eval_shape(make_state), config=config)  # or raise
   ckpt = Checkpointer(workdir + "/checkpoints", max_to_keep=3)
   if ckpt.latest_step() is not None:
     state, extras = ckpt.restore(abstract_state=abstract_state(state))
