@@ -9,6 +9,8 @@ Rules are matched on the ``/``-joined parameter path (e.g. ``layers/attn/q_proj/
 * ``data`` never splits a parameter: data-parallel replicas hold whole (fsdp/tensor) shards;
   batches are split over ``("data", "fsdp")``.
 * Norm scales and the output bias are replicated; the stacked layer axis ``L`` is never split.
+* LoRA adapters (``rlvr_jax.models.lora``, same paths as their kernels) split ``A`` like the
+  kernel's input axes and ``B`` like its output axes; quantised kernels shard like float ones.
 
 A dimension that the mesh axis does not divide (e.g. 2 KV heads on a tensor axis of 4), or an
 axis the mesh does not have, falls back to replication on that dimension: the model stays
@@ -28,17 +30,30 @@ Params = Any
 MESH_AXES = ("data", "fsdp", "tensor")
 
 _T, _F = "tensor", "fsdp"
+# A quantised kernel (models/quant.py) is a pytree of the kernel's rank: ``qvalue`` (the kernel's
+# shape) and ``scale`` (one input axis divided by the block size); both shard like the kernel.
+_Q = r"(/qvalue|/scale)?"
 # (path pattern, spec): shapes in the comments; layer params carry a leading [L].
 PARTITION_RULES: Tuple[Tuple[str, PartitionSpec], ...] = (
     (r"embed/embedding", PartitionSpec(_T, _F)),                        # [V, D]
     (r"lm_head/kernel", PartitionSpec(_F, _T)),                         # [D, V]
-    (r"layers/attn/[qkv]_proj/kernel", PartitionSpec(None, _F, _T, None)),  # [L, D, N, Dh]
+    (r"layers/attn/[qkv]_proj/kernel" + _Q, PartitionSpec(None, _F, _T, None)),  # [L, D, N, Dh]
     (r"layers/attn/[qkv]_proj/bias", PartitionSpec(None, _T, None)),    # [L, N, Dh]
-    (r"layers/attn/o_proj/kernel", PartitionSpec(None, _T, None, _F)),  # [L, H, Dh, D]
+    (r"layers/attn/o_proj/kernel" + _Q, PartitionSpec(None, _T, None, _F)),  # [L, H, Dh, D]
     (r"layers/attn/o_proj/bias", PartitionSpec()),                      # [L, D]
-    (r"layers/mlp/(gate|up)_proj/kernel", PartitionSpec(None, _F, _T)),  # [L, D, F]
-    (r"layers/mlp/down_proj/kernel", PartitionSpec(None, _T, _F)),      # [L, F, D]
+    (r"layers/mlp/(gate|up)_proj/kernel" + _Q, PartitionSpec(None, _F, _T)),  # [L, D, F]
+    (r"layers/mlp/down_proj/kernel" + _Q, PartitionSpec(None, _T, _F)),      # [L, F, D]
     (r".*norm/scale", PartitionSpec()),                                 # [L, D], [L, Dh], [D]
+    # LoRA adapters (models/lora.py): A like its kernel's input axes, B like its output axes,
+    # the rank r replicated (it is small, and splitting it would add a reduction).
+    (r"layers/attn/[qkv]_proj/lora_a", PartitionSpec(None, _F, None)),  # [L, D, r]
+    (r"layers/attn/[qkv]_proj/lora_b", PartitionSpec(None, None, _T, None)),  # [L, r, N, Dh]
+    (r"layers/attn/o_proj/lora_a", PartitionSpec(None, _T, None, None)),  # [L, H, Dh, r]
+    (r"layers/attn/o_proj/lora_b", PartitionSpec(None, None, _F)),      # [L, r, D]
+    (r"layers/mlp/(gate|up)_proj/lora_a", PartitionSpec(None, _F, None)),  # [L, D, r]
+    (r"layers/mlp/(gate|up)_proj/lora_b", PartitionSpec(None, None, _T)),  # [L, r, F]
+    (r"layers/mlp/down_proj/lora_a", PartitionSpec(None, _T, None)),    # [L, F, r]
+    (r"layers/mlp/down_proj/lora_b", PartitionSpec(None, None, _F)),    # [L, r, D]
 )
 
 

@@ -47,7 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlvr_jax.models import lora
 from rlvr_jax.models import partition
+from rlvr_jax.models import quant
 from rlvr_jax.models.config import ModelConfig
 
 Array = jax.Array
@@ -151,10 +153,55 @@ class RMSNorm(nn.Module):
     return y.astype(self.dtype) * scale.astype(self.dtype)
 
 
+class Projection(nn.Module):
+  """``y = x . W (+ b)``, contracting ``axis`` of ``x`` with the leading axes of ``W``.
+
+  The same parameters, initialisation and numerics as ``nn.DenseGeneral`` (``kernel`` of shape
+  ``x.shape[axis] + features``, normal(0.02) drawn flat then reshaped, optional ``bias``), plus two
+  hooks read from the parameter tree, so that every function that takes ``params`` (``apply``,
+  generation, scoring) serves adapted and quantised models unchanged:
+
+  * a quantised ``kernel`` (a pytree, not an array; ``rlvr_jax.models.quant``) is dequantised to
+    the compute dtype here, one layer at a time inside the layer scan;
+  * ``lora_a``/``lora_b`` next to the kernel add the LoRA term (``rlvr_jax.models.lora``).
+  """
+
+  features: Tuple[int, ...]
+  axis: Tuple[int, ...]
+  use_bias: bool
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    cfg = self.config
+    axis = tuple(a % x.ndim for a in self.axis)
+    in_shape = tuple(x.shape[a] for a in axis)
+    stored = self.get_variable("params", "kernel") if self.has_variable("params", "kernel") \
+        else None
+    if quant.is_quantized(stored):
+      kernel = quant.dequantize(stored, cfg.compute_dtype)
+    else:
+      def init_flat(rng, shape, dtype):
+        flat = (int(np.prod(in_shape)), int(np.prod(self.features)))
+        return nn.initializers.normal(_INIT_STD)(rng, flat, dtype).reshape(shape)
+      kernel = self.param("kernel", init_flat, in_shape + self.features, cfg.params_dtype)
+    dtype = cfg.compute_dtype
+    out = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype),
+                              ((axis, tuple(range(len(axis)))), ((), ())))
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, self.features, cfg.params_dtype)
+      out = out + bias.astype(dtype)
+    if self.has_variable("params", lora.A):
+      names = (lora.A, lora.B, lora.DROPOUT_KEY, lora.DROPOUT_KEEP)
+      leaves = {n: self.get_variable("params", n) for n in names
+                if self.has_variable("params", n)}
+      out = out + lora.adapter_term(x, axis, leaves, dtype)
+    return out
+
+
 def _dense(features, name, config, use_bias=False, axis=-1):
-  return nn.DenseGeneral(features=features, axis=axis, use_bias=use_bias, name=name,
-                         dtype=config.compute_dtype, param_dtype=config.params_dtype,
-                         kernel_init=nn.initializers.normal(_INIT_STD))
+  canon = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,)
+  return Projection(canon(features), canon(axis), use_bias, config, name=name)
 
 
 class Attention(nn.Module):
