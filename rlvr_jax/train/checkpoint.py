@@ -180,7 +180,7 @@ class Checkpointer:
       NonFiniteStateError: ``check_finite`` and a floating-point leaf is not finite; nothing is
         written and the latest checkpoint stays the latest.
     """
-    if check_finite:
+    if check_finite and (force or self._manager.should_save(int(step))):
       bad = guards.nonfinite_leaves(state)
       if bad:
         latest = self.latest_step()
@@ -422,9 +422,17 @@ def save_params(path: str, params: PyTree) -> None:
   For small, reusable snapshots such as the policy after the supervised warm-up (the loop writes
   ``<workdir>/warmup_params.msgpack``; ``config.sft.init_from`` reads it back, so several RL runs
   can start from one warm-up). Call it from one process; the params are gathered to the host.
+
+  Raises:
+    NonFiniteStateError: a leaf holds NaN or infinity; nothing is written.
   """
   from flax import serialization  # pylint: disable=g-import-not-at-top
-  data = serialization.to_bytes(jax.device_get(params))
+  params = jax.device_get(params)
+  bad = guards.nonfinite_leaves(params)
+  if bad:
+    raise NonFiniteStateError(f"Refusing to write {path}: NaN or infinity in {', '.join(bad[:5])}"
+                              f"{', ...' if len(bad) > 5 else ''}; nothing was written.")
+  data = serialization.to_bytes(params)
   tmp = f"{path}.tmp"
   with open(tmp, "wb") as f:
     f.write(data)

@@ -123,13 +123,19 @@ def nonfinite_leaves(tree: Any) -> List[str]:
   Works on sharded arrays across hosts (one jitted reduction per leaf, replicated results), so
   every process must call it, like a checkpoint save.
   """
-  paths, leaves = [], []
+  finite: Dict[str, bool] = {}
+  device_paths, device_leaves = [], []
   for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
     dtype = getattr(leaf, "dtype", None)
-    if dtype is not None and jnp.issubdtype(dtype, jnp.inexact):
-      paths.append(jax.tree_util.keystr(path))
-      leaves.append(leaf)
-  if not leaves:
-    return []
-  finite = jax.device_get(_leaf_finite(leaves))
-  return [p for p, ok in zip(paths, finite) if not ok]
+    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+      continue
+    name = jax.tree_util.keystr(path)
+    finite[name] = True  # placeholder that keeps the tree order
+    if isinstance(leaf, jax.Array):
+      device_paths.append(name)
+      device_leaves.append(leaf)
+    else:  # host arrays are checked where they are, not copied to a device
+      finite[name] = bool(np.isfinite(leaf).all())
+  if device_leaves:
+    finite.update(zip(device_paths, jax.device_get(_leaf_finite(device_leaves))))
+  return [name for name, ok in finite.items() if not ok]

@@ -274,3 +274,10 @@ def test_check_resume_rejects_another_model_with_a_clear_error(tmp_path):
                          _train_state(4))
   with pytest.raises(checkpoint.IncompatibleCheckpointError, match="bfloat16"):
     checkpoint.check_resume(ckpt_dir, checkpoint.abstract_state(as_bf16))
+
+
+def test_save_params_refuses_non_finite_params(tmp_path):
+  path = str(tmp_path / "p.msgpack")
+  with pytest.raises(checkpoint.NonFiniteStateError, match=r"\['w'\]"):
+    checkpoint.save_params(path, {"w": jnp.array([1.0, jnp.inf]), "b": jnp.zeros(2)})
+  assert not os.listdir(tmp_path)
