@@ -29,7 +29,7 @@ the worst case, ``max_cache_slots`` trades memory for a ``token_budget`` ending 
 
 Compilation: one program for the prompt prefill per (``B``, prompt bucket), one decode program
 per (``B``, cache size, ``max_tokens_per_turn``, sampling settings) and one observation prefill
-per power-of-two observation bucket (at least 8, at most ``max_observation_tokens``); the
+per power-of-two observation bucket (at least 16, at most ``max_observation_tokens``); the
 content, the key and the number of turns never retrace.
 """
 
@@ -106,6 +106,11 @@ class MultiTurnRollout:
   def rewards(self) -> Array:
     """``[B]`` episode return: the sum of the turns' reward parts."""
     return self.turn_rewards.sum(axis=-1)
+
+  @property
+  def truncated(self) -> Array:
+    """``[B]`` bool: the episode was cut by a budget (``end_reason != END_DONE``)."""
+    return self.end_reason != END_DONE
 
 
 jax.tree_util.register_dataclass(
@@ -234,8 +239,8 @@ def _stop_table(seqs: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def _bucket(n: int, cap: int) -> int:
-  """Smallest power of two >= max(n, 8), capped at ``cap``."""
-  size = 8
+  """Smallest power of two >= max(n, 16), capped at ``cap`` (few buckets: few compilations)."""
+  size = 16
   while size < n:
     size *= 2
   return min(size, cap)
@@ -315,7 +320,7 @@ def rollout(
   b, k, t_max = len(episodes), max_turns, max_tokens
   prompts = [chat.prompt_ids(tokenizer, e.messages, e.tools) for e in episodes]
   if prompt_buckets is None:
-    prompt_buckets = [_bucket(max(16, max(map(len, prompts))), 1 << 30)]
+    prompt_buckets = [_bucket(max(map(len, prompts)), 1 << 30)]
   prompt_tokens, prompt_mask = generate_lib.pad_prompts(prompts, prompt_buckets, pad_token_id)
   if max_cache_slots is None:
     max_cache_slots = max_turns * max_tokens_per_turn + (max_turns - 1) * max_observation_tokens
