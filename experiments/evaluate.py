@@ -1,7 +1,7 @@
 r"""Evaluates a policy on a task split: pass@k, maj@k and mean@n.
 
   # A checkpoint written by experiments/train.py (the run's config describes model and task):
-  python -m experiments.evaluate --config=experiments/configs/default.py \
+  python -m experiments.evaluate --config=experiments/configs/demo.py \
       --checkpoint=/tmp/demo --k=1,4 --num_samples=8
   # A Hugging Face model directory (model + tokenizer) on the config's task:
   python -m experiments.evaluate --config=experiments/configs/qwen2_5_gsm8k_grpo.py \
@@ -9,10 +9,14 @@ r"""Evaluates a policy on a task split: pass@k, maj@k and mean@n.
 
 The policy is, in order: ``--hf_dir`` (weights and tokenizer of that directory), else the params
 of ``--checkpoint`` (a train workdir or its ``checkpoints/`` folder; model shape and tokenizer
-from the config), else the config's initial policy (``config.model``). Problems are the first
+from the config), else the config's initial policy (``config.model``); all in the config's
+``model.dtype``/``param_dtype``, so a before/after comparison uses one precision. Completions are
+scored by the trainer's scorer (worker processes with ``config.reward.timeout_s``, verifiers of
+``config.reward.verifier_modules`` registered). Problems are the first
 ``--num_prompts`` distinct prompts of ``--split`` drawn with ``config.eval.seed``. Metrics are
 printed as JSON and, with ``--out_dir`` (default ``<checkpoint workdir>/eval_<split>`` for a
-checkpoint), written to ``eval_metrics.json`` and ``eval_samples.jsonl``.
+checkpoint), written to ``eval_metrics.json`` (with the settings and the resolved config) and
+``eval_samples.jsonl``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ def _define_flags() -> None:
   """Defines the command-line flags; called only when run as a program, so that importing this
   module (tests, notebooks) never clashes with other binaries' flags such as ``--config``."""
   config_flags.DEFINE_config_file(
-      "config", "experiments/configs/default.py", "Experiment config file (model, task, data).")
+      "config", "experiments/configs/demo.py", "Experiment config file (model, task, data).")
   flags.DEFINE_string("hf_dir", None, "Evaluate this HF model directory.")
   flags.DEFINE_string("checkpoint", None,
                       "Evaluate the params of this train workdir / checkpoints dir.")
@@ -46,19 +50,6 @@ def _define_flags() -> None:
   flags.DEFINE_string("out_dir", None, "Where to write the results files.")
 
 
-def _distinct_examples(source, split: str, num: int, seed: int) -> List[Any]:
-  """The first ``num`` examples of ``split`` with distinct prompts."""
-  seen, out = set(), []
-  for example in source.examples(split, seed):
-    key = json.dumps(example.prompt, sort_keys=True)
-    if key not in seen:
-      seen.add(key)
-      out.append(example)
-    if len(out) == num:
-      break
-  return out
-
-
 def _checkpoint_dir(path: str) -> str:
   nested = os.path.join(path, "checkpoints")
   return nested if os.path.isdir(nested) else path
@@ -68,31 +59,26 @@ def load_policy(config, *, hf_dir: Optional[str] = None, checkpoint: Optional[st
                 step: Optional[int] = None):
   """``(model_config, params, tokenizer)`` of the policy to evaluate (see the module doc)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from rlvr_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import builders  # pylint: disable=g-import-not-at-top
   if hf_dir:
-    from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
-    model_config, params = hf.load_hf(hf_dir)
-    return model_config, params, hf.load_tokenizer(hf_dir)
-  tokenizer = loop.build_tokenizer(config)
+    config = config.copy_and_resolve_references()
+    config.model.hf_dir = hf_dir
+    config.tokenizer.kind = "hf"
+  tokenizer = builders.build_tokenizer(config)
   key = jax.random.key(config.seed)
   if not checkpoint:
-    model_config, params = loop.build_model(config, tokenizer, key)
+    model_config, params = builders.build_model(config, tokenizer, key)
     return model_config, params, tokenizer
   from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
-  built = {}
-
-  def init(k):
-    built["config"], params_ = loop.build_model(config, tokenizer, k)
-    return params_
-
+  model_config = builders.build_model_config(config, tokenizer)
   # Shapes only: eval_shape traces the initialiser without running or compiling it.
-  shapes = jax.eval_shape(init, key)
+  shapes = jax.eval_shape(lambda k: builders.build_model(config, tokenizer, k)[1], key)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                           shapes)
   params = checkpoint_lib.restore_partial(_checkpoint_dir(checkpoint), {"params": abstract},
                                           step=step)["params"]
-  return built["config"], params, tokenizer
+  return model_config, params, tokenizer
 
 
 def run(config, *, hf_dir: Optional[str] = None, checkpoint: Optional[str] = None,
@@ -103,8 +89,11 @@ def run(config, *, hf_dir: Optional[str] = None, checkpoint: Optional[str] = Non
         out_dir: Optional[str] = None) -> Dict[str, Any]:
   """Evaluates and returns ``{"metrics": ..., "groups": ..., "settings": ...}`` (see module doc)."""
   import jax  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.data import task as task_lib  # pylint: disable=g-import-not-at-top
   from rlvr_jax.eval import driver  # pylint: disable=g-import-not-at-top
-  from rlvr_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.rollout import text_sampler  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import builders  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   ks = tuple(int(k) for k in ks)
   num_samples = num_samples or max(ks)
   temperature = config.rl.temperature if temperature is None else temperature
@@ -116,19 +105,22 @@ def run(config, *, hf_dir: Optional[str] = None, checkpoint: Optional[str] = Non
       batch_size=batch_size or config.eval.batch_size, seed=seed)
   model_config, params, tokenizer = load_policy(config, hf_dir=hf_dir, checkpoint=checkpoint,
                                                 step=step)
-  examples = _distinct_examples(loop.build_task(config), split, settings["num_prompts"],
-                                config.eval.seed)
-  sample_fn = driver.make_sample_fn(
-      params, model_config, tokenizer, max_new_tokens=settings["max_new_tokens"],
-      prompt_buckets=tuple(config.data.prompt_buckets),
-      add_bos=bool(config.data.get("add_bos", False)), temperature=temperature, top_p=top_p)
-  result = driver.evaluate_examples(
-      sample_fn, examples, jax.random.key(seed), num_samples=num_samples, ks=ks,
-      batch_size=min(settings["batch_size"], len(examples)))
+  examples = task_lib.distinct_examples(builders.build_task(config), split,
+                                        settings["num_prompts"], config.eval.seed)
+  sampler = text_sampler.TextSampler(
+      model_config, tokenizer, tuple(config.data.prompt_buckets), settings["max_new_tokens"],
+      add_bos=config.data.add_bos, temperature=temperature, top_p=top_p)
+  with builders.build_scorer(config) as scorer:
+    result = driver.evaluate_examples(
+        sampler.sample_fn(params), examples, jax.random.key(seed), num_samples=num_samples,
+        ks=ks, batch_size=min(settings["batch_size"], len(examples)),
+        score_fn=lambda texts, exs: scorer(texts, exs).rewards)
   if out_dir is None and checkpoint:
     out_dir = os.path.join(checkpoint, f"eval_{split}")
   if out_dir:
-    driver.write_results(out_dir, result, extra={"settings": settings})
+    driver.write_results(out_dir, result, extra={
+        "settings": settings, "dtype": config.model.dtype,
+        "config": checkpoint_lib.to_jsonable(config)})
   return {"metrics": result.metrics, "groups": result.groups, "settings": settings}
 
 

@@ -17,10 +17,11 @@ from experiments.configs import qwen2_5_gsm8k_grpo
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = qwen2_5_gsm8k_grpo.get_config()
-  config.rl.objective = "dapo"
+  """The DAPO recipe."""
+  config = qwen2_5_gsm8k_grpo.get_config("dapo")
   max_new = config.rl.max_new_tokens
-  config.rl.objective_overrides = dict(max_length=max_new, cache_length=max_new // 4)
+  config.rl.objective.update(dict(epsilon_low=0.2, epsilon_high=0.28, max_length=max_new,
+                                  cache_length=max_new // 4))
   config.rl.num_mini_batches = 4
   config.rl.num_micro_batches = 4
   config.rl.dynamic_sampling = ml_collections.ConfigDict(dict(enabled=True, max_rounds=3))

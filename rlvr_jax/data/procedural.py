@@ -26,7 +26,7 @@ import fractions
 import hashlib
 import itertools
 import re
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -300,3 +300,28 @@ def get(name: str, **kwargs) -> task_lib.TaskSource:
   if name not in tasks:
     raise KeyError(f"No procedural task {name!r}; known: {sorted(tasks)}")
   return tasks[name](**kwargs)
+
+
+def scaf_hints(example: task_lib.Example) -> Optional[Dict[str, List[str]]]:
+  """Cheap Scaf-GRPO hint tiers derived from a procedural example's gold answer, or None.
+
+  * ``procedural/integer`` (arithmetic): knowledge ``"{n} characters."``; solution parts
+    ``"Starts {answer[:k]}."`` for growing ``k`` (the last gives it all). Short, because the
+    char-level demo's prompts are short (the hinted prompt must fit ``data.prompt_buckets``).
+  * ``procedural/countdown``: knowledge ``"Use each number at most once."``; solution parts:
+    growing quarters of ``metadata['solution']``.
+
+  They stand in for the paper's LLM-written hints (the mechanism, not the hint quality, is what
+  they exercise); a dataset task provides ``metadata['hints']`` instead.
+  """
+  metadata = example.metadata or {}
+  answer = str(example.answer)
+  if example.verifier == "procedural/integer":
+    return {"knowledge": [f"{len(answer)} characters."],
+            "solution": [f"Starts {answer[:k]}." for k in range(1, len(answer) + 1)]}
+  if example.verifier == "procedural/countdown" and metadata.get("solution"):
+    solution = str(metadata["solution"])
+    cuts = [max(1, -(-k * len(solution) // 4)) for k in range(1, 5)]
+    return {"knowledge": ["Use each number at most once."],
+            "solution": [f"Begin with {solution[:c]}" for c in cuts]}
+  return None

@@ -9,6 +9,8 @@ callables, so examples stay picklable and serialisable.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import json
 from typing import Any, Dict, Iterator, List, Mapping, Protocol, Union
 
 ChatMessages = List[Dict[str, str]]
@@ -44,3 +46,55 @@ class TaskSource(Protocol):
   def examples(self, split: str, seed: int = 0) -> Iterator[Example]:
     """Yields the examples of ``split`` in a fixed order for this ``seed``."""
     ...
+
+
+def distinct_examples(source: TaskSource, split: str, num: int, seed: int, *,
+                      max_draws_per_example: int = 100) -> List[Example]:
+  """The first ``num`` examples of ``source.examples(split, seed)`` with distinct prompts.
+
+  Held-out evaluation and the warm-up's probe use it, so that a repeated prompt is not counted
+  twice.
+
+  Raises:
+    ValueError: the split has fewer than ``num`` distinct prompts (a finite source ran out, or
+      ``max_draws_per_example * num`` draws of an infinite one found no more).
+  """
+  seen, out = set(), []
+  if num <= 0:
+    return out
+  draws = itertools.islice(source.examples(split, seed), max_draws_per_example * num)
+  for example in draws:
+    key = json.dumps(example.prompt, sort_keys=True)
+    if key not in seen:
+      seen.add(key)
+      out.append(example)
+      if len(out) == num:
+        return out
+  raise ValueError(f"Task {source.name!r}: split {split!r} has only {len(out)} distinct prompts; "
+                   f"asked for {num}.")
+
+
+def training_stream(source: TaskSource, seed: int, position: int = 0,
+                    split: str = "train") -> Iterator[Example]:
+  """An endless stream of ``split``, positioned after ``position`` consumed examples.
+
+  A finite source repeats in epochs, epoch ``e`` drawn with seed ``seed + e`` (a fresh shuffle),
+  so the stream is a pure function of ``(seed, position)`` and a resumed run continues with the
+  same examples.
+
+  Raises:
+    ValueError: an epoch yielded no example (an empty or all-filtered split), instead of
+      cycling over empty epochs forever.
+  """
+
+  def epochs():
+    for epoch in itertools.count():
+      empty = True
+      for example in source.examples(split, seed + epoch):
+        empty = False
+        yield example
+      if empty:
+        raise ValueError(f"Task {source.name!r}: split {split!r} yielded no examples (seed "
+                         f"{seed + epoch}); check the task files or filters.")
+
+  return itertools.islice(epochs(), position, None)

@@ -15,7 +15,7 @@ Typical use::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 from rlvr_jax.data import task as task_lib
 
@@ -119,3 +119,23 @@ def _check_messages(messages: Any) -> None:
     if not (isinstance(m, dict) and isinstance(m.get("role"), str)
             and isinstance(m.get("content"), str)):
       raise ValueError(f"Chat message {i} must be a dict with str 'role' and 'content'; got {m!r}.")
+
+
+@dataclasses.dataclass
+class WithAnswerFormat:
+  """A task source whose examples get their verifier's answer-format instruction
+  (:func:`with_answer_format`), as chat messages (``chat=True``) or plain text."""
+
+  source: task_lib.TaskSource
+  chat: bool = True
+  system: Optional[str] = None
+
+  @property
+  def name(self) -> str:
+    """The wrapped source's name."""
+    return self.source.name
+
+  def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
+    """The wrapped source's examples of ``split``, each with the instruction added."""
+    for example in self.source.examples(split, seed):
+      yield with_answer_format(example, chat=self.chat, system=self.system)

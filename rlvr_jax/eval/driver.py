@@ -3,8 +3,8 @@
 The pieces, usable separately:
 
 * a *sample function* ``sample_fn(examples, rng, n) -> texts`` returns ``len(examples) * n``
-  completion texts, prompt-major (:func:`make_sample_fn` builds one from params, a model config
-  and a tokenizer with :func:`rlvr_jax.rollout.generate.generate`; tests pass their own);
+  completion texts, prompt-major (:meth:`rlvr_jax.rollout.text_sampler.TextSampler.sample_fn`,
+  or :func:`make_sample_fn` from params, a model config and a tokenizer; tests pass their own);
 * a *score function* ``score_fn(texts, examples) -> scores`` (default :func:`score_with_registry`:
   each example's registered verifier, in this process, an exception scoring 0; the trainer's
   worker-pool scorer fits the same signature);
@@ -21,7 +21,9 @@ Metrics (``EvalResult.metrics``), averaged over problems:
 * ``mean@n``: mean correctness of the ``n`` samples (the unbiased pass@1 estimate);
 * ``mean_score``: mean raw verifier score (differs from ``mean@n`` for partial-credit
   verifiers such as reasoning-gym's);
-* ``num_problems``.
+* ``num_problems``;
+* ``greedy_accuracy``: with a ``greedy_fn``, the fraction of problems whose one greedy
+  completion is correct.
 
 A sample is *correct* when its score is ``>= correct_threshold`` (1.0: full marks). Heavy modules
 (models, rollout) are imported only by :func:`make_sample_fn`, so ``rlvr_jax.eval`` stays light.
@@ -125,7 +127,8 @@ def evaluate_examples(sample_fn: SampleFn, examples: Sequence[task_lib.Example],
                       num_samples: int, ks: Sequence[int] = (1,), batch_size: int = 32,
                       score_fn: Optional[ScoreFn] = None, correct_threshold: float = 1.0,
                       by: Sequence[Sequence[str]] = (), keep_completions: bool = True,
-                      maj_num_samples: int = 1000, seed: int = 42) -> EvalResult:
+                      maj_num_samples: int = 1000, seed: int = 42,
+                      greedy_fn: Optional[SampleFn] = None) -> EvalResult:
   """Samples ``num_samples`` completions per example, scores them, and summarises.
 
   Args:
@@ -142,6 +145,9 @@ def evaluate_examples(sample_fn: SampleFn, examples: Sequence[task_lib.Example],
     by: metadata groupings for per-group metrics, e.g. ``[("level",)]``.
     keep_completions: store completion texts in the records.
     maj_num_samples, seed: Monte-Carlo settings of maj@k (see ``metrics.maj_at_k``).
+    greedy_fn: optional greedy sample function (``n`` is 1); adds ``greedy_accuracy``, the
+      fraction of problems whose greedy completion is correct, and each record's
+      ``greedy_score``.
 
   Returns:
     :class:`EvalResult`.
@@ -166,6 +172,9 @@ def evaluate_examples(sample_fn: SampleFn, examples: Sequence[task_lib.Example],
     texts = texts[:real * num_samples]
     repeated = [e for e in chunk[:real] for _ in range(num_samples)]
     scores = np.asarray(score_fn(texts, repeated), np.float64).reshape(real, num_samples)
+    if greedy_fn is not None:
+      greedy_texts = list(greedy_fn(chunk, jax.random.fold_in(rng, batch_index), 1))[:real]
+      greedy_scores = np.asarray(score_fn(greedy_texts, chunk[:real]), np.float64)
     finals = [[extract_final_answer(texts[p * num_samples + j], chunk[p].verifier)
                for j in range(num_samples)] for p in range(real)]
     codes = np.asarray(pseudo_labels.canonicalize_answers(finals))
@@ -181,6 +190,10 @@ def evaluate_examples(sample_fn: SampleFn, examples: Sequence[task_lib.Example],
       }
       if keep_completions:
         record["completions"] = texts[p * num_samples:(p + 1) * num_samples]
+      if greedy_fn is not None:
+        record["greedy_score"] = float(greedy_scores[p])
+        if keep_completions:
+          record["greedy_completion"] = greedy_texts[p]
       records.append(record)
   groups = metrics_lib.summarize(records, ks=ks, by=by, maj_num_samples=maj_num_samples,
                                  seed=seed)
@@ -188,53 +201,40 @@ def evaluate_examples(sample_fn: SampleFn, examples: Sequence[task_lib.Example],
   metrics = {key: float(value) for key, value in overall.items() if key != "mean@n"}
   metrics[f"mean@{num_samples}"] = float(overall["mean@n"])
   metrics["mean_score"] = float(np.mean([np.mean(r["scores"]) for r in records]))
+  if greedy_fn is not None:
+    metrics["greedy_accuracy"] = float(np.mean(
+        [r["greedy_score"] >= correct_threshold for r in records]))
   return EvalResult(metrics=metrics, groups=groups, records=records)
-
-
-def stop_token_ids(tokenizer) -> List[int]:
-  """The tokenizer's end ids: ``eos_token_id`` plus chat end tokens it knows
-  (``<|im_end|>``, ``<|endoftext|>``, ``<|eot_id|>``)."""
-  ids = {tokenizer.eos_token_id}
-  vocab = tokenizer.get_vocab()
-  for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-    if token in vocab:
-      ids.add(vocab[token])
-  return sorted(i for i in ids if i is not None)
 
 
 def make_sample_fn(params: Any, model_config: Any, tokenizer: Any, *, max_new_tokens: int,
                    prompt_buckets: Sequence[int], add_bos: bool = False,
                    temperature: float = 1.0, top_p: Optional[float] = None,
                    top_k: Optional[int] = None) -> SampleFn:
-  """A sample function over :func:`rlvr_jax.rollout.generate.generate`.
+  """A sample function over :class:`rlvr_jax.rollout.text_sampler.TextSampler` (prompt
+  rendering, bucketing, stop tokens and decoding as in training); ``temperature=0`` is greedy."""
+  from rlvr_jax.rollout import text_sampler  # pylint: disable=g-import-not-at-top
+  sampler = text_sampler.TextSampler(model_config, tokenizer, tuple(prompt_buckets),
+                                     max_new_tokens, add_bos=add_bos, temperature=temperature,
+                                     top_p=top_p, top_k=top_k)
+  return sampler.sample_fn(params)
 
-  Prompts are rendered with :func:`rlvr_jax.data.templates.render` (chat messages through the
-  tokenizer's chat template), tokenised without special tokens (plus BOS when ``add_bos``),
-  left-padded to the smallest of ``prompt_buckets`` that fits, and decoded without special
-  tokens up to each completion's length. ``temperature=0`` is greedy.
+
+def evaluate_policy(sampler: Any, params: Any, examples: Sequence[task_lib.Example], rng: Any, *,
+                    num_samples: int, batch_size: int, score_fn: Optional[ScoreFn] = None,
+                    greedy: bool = True) -> Dict[str, float]:
+  """The RL loop's held-out metrics of a policy: ``pass@1`` (from ``num_samples`` samples per
+  problem at the sampler's temperature) and, with ``greedy``, ``greedy_accuracy``.
+
+  ``sampler`` is a :class:`rlvr_jax.rollout.text_sampler.TextSampler`; this is
+  :func:`evaluate_examples` with its sample functions, no completions kept.
   """
-  from rlvr_jax.data import templates  # pylint: disable=g-import-not-at-top
-  from rlvr_jax.rollout import generate  # pylint: disable=g-import-not-at-top
-  stops = stop_token_ids(tokenizer)
-  pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-  def sample(examples: Sequence[task_lib.Example], rng: Any, n: int) -> List[str]:
-    ids = []
-    for ex in examples:
-      row = tokenizer(templates.render(ex.prompt, tokenizer), add_special_tokens=False)["input_ids"]
-      if add_bos and tokenizer.bos_token_id is not None:
-        row = [tokenizer.bos_token_id] + row
-      ids.append(row)
-    tokens, mask = generate.pad_prompts(ids, prompt_buckets, pad_id)
-    rollout = generate.generate(
-        params, model_config, tokens, mask, rng, num_samples=n, max_new_tokens=max_new_tokens,
-        temperature=temperature, top_p=top_p, top_k=top_k, stop_token_ids=stops,
-        pad_token_id=pad_id)
-    out_tokens, lengths = np.asarray(rollout.tokens), np.asarray(rollout.lengths)
-    return tokenizer.batch_decode([row[:m].tolist() for row, m in zip(out_tokens, lengths)],
-                                  skip_special_tokens=True)
-
-  return sample
+  result = evaluate_examples(
+      sampler.sample_fn(params), examples, rng, num_samples=num_samples, ks=(1,),
+      batch_size=batch_size, score_fn=score_fn, keep_completions=False,
+      greedy_fn=sampler.sample_fn(params, temperature=0.0) if greedy else None)
+  keys = ("pass@1", "greedy_accuracy") if greedy else ("pass@1",)
+  return {k: result.metrics[k] for k in keys}
 
 
 def write_results(out_dir: str, result: EvalResult, *,

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rlvr_jax.data import task as task_lib
+from rlvr_jax.rollout import text_sampler
 from rlvr_jax.train import state as state_lib
 from rlvr_jax.train import step as step_lib
 
@@ -68,8 +70,8 @@ def train(params: Any, *, tx: optax.GradientTransformation, logprob_fn: step_lib
           batches: Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
           num_steps: int, log_fn: Callable[[int, Dict[str, float]], None] = lambda s, m: None,
           log_every: int = 50, stop_fn: Optional[Callable[[int, Any], bool]] = None,
-          stop_every: int = 50) -> Any:
-  """Runs up to ``num_steps`` SFT updates from ``params`` and returns the new params.
+          stop_every: int = 50) -> Tuple[Any, int]:
+  """Runs up to ``num_steps`` SFT updates from ``params``: ``(new params, steps run)``.
 
   With ``stop_fn``, the warm-up ends early at the first multiple of ``stop_every`` steps where
   ``stop_fn(step, params)`` is true (e.g. "the policy solves 40% of a probe set"): how many steps
@@ -99,5 +101,58 @@ def train(params: Any, *, tx: optax.GradientTransformation, logprob_fn: step_lib
       history.append({k: float(v) for k, v in metrics.items()})
       log_fn(i + 1, history[-1])
     if stop:
-      break
-  return state.params
+      return state.params, i + 1
+  return state.params, num_steps
+
+
+def sft_target(example: task_lib.Example) -> str:
+  """The completion the warm-up teaches: ``metadata['sft_target']`` (the answer in the task's
+  answer format) when the task gives one, else the bare gold answer."""
+  return str((example.metadata or {}).get("sft_target", example.answer))
+
+
+def batches(sampler: text_sampler.TextSampler, stream: Iterator[task_lib.Example],
+            batch_size: int, target_length: int
+            ) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+  """SFT batches from a stream of examples: prompts encoded as in RL, targets
+  ``sft_target + eos`` right-padded to ``target_length`` (the RL completion budget)."""
+  tokenizer = sampler.tokenizer
+  while True:
+    examples = [next(stream) for _ in range(batch_size)]
+    prompt_tokens, prompt_mask = sampler.encode(examples)
+    targets = [tokenizer(sft_target(e), add_special_tokens=False)["input_ids"]
+               + [tokenizer.eos_token_id] for e in examples]
+    yield (prompt_tokens, prompt_mask) + pad_targets(targets, target_length, sampler.pad_id)
+
+
+def warm_up(params: Any, config: Any, *, sampler: text_sampler.TextSampler,
+            stream: Iterator[task_lib.Example], logprob_fn: step_lib.LogprobFn,
+            probe_fn: Optional[Callable[[int, Any], float]],
+            log_fn: Callable[[str], None]) -> Tuple[Any, int]:
+  """The RL run's supervised warm-up (``config`` is ``config.sft``): ``(params, steps run)``.
+
+  ``probe_fn(step, params) -> pass@1`` on a probe of training prompts; the warm-up stops at the
+  first check (every ``check_every`` steps) where it reaches ``target_pass_at_1`` (``0``: no
+  probe, all ``num_steps``). The optimizer decays over the whole warm-up when
+  ``optimizer.decay_steps`` is 0 (a cosine decay to 0 converges far better than a constant rate
+  in few steps).
+  """
+  optimizer = config.optimizer.copy_and_resolve_references()
+  if not optimizer.decay_steps:
+    optimizer.decay_steps = config.num_steps - optimizer.warmup_steps
+  tx, _ = state_lib.make_optimizer(optimizer)
+  target = config.target_pass_at_1
+
+  def stop_fn(step: int, params_: Any) -> bool:
+    pass_at_1 = probe_fn(step, params_)
+    log_fn(f"sft step {step}: probe pass@1 {pass_at_1:.3f} (stop at {target})")
+    return pass_at_1 >= target
+
+  fmt = lambda m: ", ".join(f"{k}={v:.4g}" for k, v in m.items())
+  return train(params, tx=tx, logprob_fn=logprob_fn,
+               batches=batches(sampler, stream, config.batch_size, sampler.max_new_tokens),
+               num_steps=config.num_steps,
+               log_fn=lambda s, m: log_fn(f"sft step {s}/{config.num_steps}: {fmt(m)}"),
+               log_every=config.log_every,
+               stop_fn=stop_fn if target and probe_fn is not None else None,
+               stop_every=config.check_every)

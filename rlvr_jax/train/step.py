@@ -53,6 +53,7 @@ class TrainBatch:
 
   @property
   def size(self) -> int:
+    """``B``, the number of sequences."""
     return self.completion_tokens.shape[0]
 
 
@@ -82,6 +83,20 @@ def with_remat(fn: LogprobFn, remat: str) -> LogprobFn:
   if remat == "dots":
     return jax.checkpoint(fn, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
   raise ValueError(f"Unknown remat {remat!r}; expected none, full or dots.")
+
+
+def score_all_positions(fn: LogprobFn) -> LogprobFn:
+  """A log-prob function that scores every completion position whatever mask it is given.
+
+  Log-probs are causal, so the values at real positions do not change; the loss still applies its
+  own mask. For terms that read a position outside the loss mask (LaSeR's ``z_c``).
+  """
+
+  def wrapped(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
+    return fn(params, prompt_tokens, prompt_mask, completion_tokens,
+              jnp.ones_like(completion_mask))
+
+  return wrapped
 
 
 def split_micro_batches(tree: Any, num_micro_batches: int, group_size: Optional[int]) -> Any:

@@ -104,3 +104,13 @@ def test_char_tokenizer_save_and_reload(tmp_path):
   text = "7,3->10:(3+7)"
   assert again(text)["input_ids"] == tok(text)["input_ids"]
   assert again.eos_token_id == tok.eos_token_id
+
+
+def test_scaf_hints_of_procedural_tasks():
+  arithmetic = task_lib.Example("12+30=", "42", "procedural/integer")
+  assert procedural.scaf_hints(arithmetic) == {"knowledge": ["2 characters."],
+                                               "solution": ["Starts 4.", "Starts 42."]}
+  countdown = task_lib.Example("1 2 3:6", "6", "procedural/countdown", {"solution": "1+2+3"})
+  assert procedural.scaf_hints(countdown)["solution"] == [
+      "Begin with 1+", "Begin with 1+2", "Begin with 1+2+", "Begin with 1+2+3"]
+  assert procedural.scaf_hints(task_lib.Example("q", "a", "math")) is None

@@ -1,4 +1,5 @@
-"""Tests of the RL loop: exact resumption after SIGKILL, and loop helpers.
+"""Tests of the RL loop: exact resumption after SIGKILL, the objective as recorded config data,
+validation before any work.
 
 The runs go through ``python -m experiments.train`` in subprocesses on one CPU device, with a tiny
 task (operands 0..3) where a 40-step supervised warm-up already gives rewards with variance, so the
@@ -15,7 +16,6 @@ import time
 import numpy as np
 import pytest
 
-from rlvr_jax.data import procedural
 from experiments.configs import tiny
 from rlvr_jax.train import loop
 
@@ -29,7 +29,7 @@ _TIMING = ("time", "time/", "tokens/")
 def _command(workdir, objective="grpo", num_steps=NUM_STEPS, sft_steps=40):
   """The training binary on experiments/configs/tiny.py, checkpointing every 2 steps."""
   return [sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
-          "--config=experiments/configs/tiny.py", f"--config.rl.objective={objective}",
+          f"--config=experiments/configs/tiny.py:{objective}",
           f"--config.rl.num_steps={num_steps}", f"--config.sft.num_steps={sft_steps}",
           "--config.checkpoint.every=2"]
 
@@ -87,50 +87,6 @@ def test_sigkilled_run_resumes_with_the_same_metric_trajectory(tmp_path):
   assert summary_ref["steps"] == summary_res["steps"] == NUM_STEPS
 
 
-def test_stream_is_positioned_and_cycles_finite_sources():
-  task = procedural.Arithmetic(max_value=9)
-  full = [e.prompt for e in procedural.take(task, "train", 20, seed=5)]
-  resumed = loop._stream(task, 5, 7)
-  assert [next(resumed).prompt for _ in range(13)] == full[7:]
-
-  class Finite:
-    name = "finite"
-
-    def examples(self, split, seed=0):
-      rng = np.random.default_rng(seed)
-      return iter([f"{split}{i}" for i in rng.permutation(3)])
-
-  stream = list(loop._stream(Finite(), 0, 0).__next__() for _ in range(1))
-  epochs = [x for _, x in zip(range(9), loop._stream(Finite(), 0, 0))]
-  assert sorted(epochs[:3]) == sorted(epochs[3:6]) == ["train0", "train1", "train2"]
-  assert stream[0] == epochs[0]
-  assert [x for _, x in zip(range(5), loop._stream(Finite(), 0, 4))] == epochs[4:9]
-
-
-def test_fill_groups_pads_with_masked_groups():
-  kept = {"mask": np.ones((1, 2, 3)), "raw_rewards": np.array([[1.0, 0.0]])}
-  filler = {"mask": np.ones((2, 2, 3)), "raw_rewards": np.ones((2, 2))}
-  out = loop._fill_groups(kept, filler, 3)
-  assert out["mask"].shape == (3, 2, 3)
-  np.testing.assert_array_equal(out["mask"][1:], 0.0)
-  np.testing.assert_array_equal(out["raw_rewards"], [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
-  assert filler["mask"].sum() == 12  # the filler itself is not modified
-
-
-def test_mean_over_updates_keeps_extrema():
-  out = loop._mean_over_updates([{"loss": 1.0, "ratio/max": 2.0, "ratio/min": 0.5},
-                                 {"loss": 3.0, "ratio/max": 1.5, "ratio/min": 0.1}])
-  assert out == {"loss": 2.0, "ratio/max": 2.0, "ratio/min": 0.1}
-
-
-def test_heldout_examples_are_distinct_and_never_in_training():
-  task = procedural.Arithmetic(max_value=20)
-  heldout = loop.heldout_examples(task, 30, seed=0)
-  assert len({e.prompt for e in heldout}) == 30
-  train = {e.prompt for e in procedural.take(task, "train", 2000, seed=0)}
-  assert not train & {e.prompt for e in heldout}
-
-
 def test_kl_in_reward_objective_runs_in_the_loop(tmp_path):
   # RLOO puts a k1 KL penalty into the reward, reading old and reference log-probs in the
   # advantage stage: the loop must provide them there.
@@ -138,3 +94,28 @@ def test_kl_in_reward_objective_runs_in_the_loop(tmp_path):
   records = _records(tmp_path)
   assert [r["step"] for r in records] == [1, 2]
   assert all(np.isfinite(r["loss"]) for r in records)
+
+
+def test_config_json_records_every_resolved_objective_hyperparameter(tmp_path):
+  from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
+  config = tiny.tiny_config("dapo", num_steps=1, sft_steps=0, epsilon_high=0.3)
+  loop.train(config, str(tmp_path))
+  written = json.load(open(tmp_path / "config.json"))["rl"]["objective"]
+  assert written == dict(presets.defaults("dapo"), name="dapo", epsilon_high=0.3)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("optimizer.learning_rate", -1.0, "learning_rate"),
+    ("optimizer.learning_rate", float("nan"), "learning_rate"),
+    ("rl.num_steps", -1, "num_steps"),
+    ("rl.temperature", 0.0, "temperature"),
+    ("rl.max_new_tokens", 60, "positions"),
+    ("rl.num_prompts", 3, "divide"),
+])
+def test_out_of_range_config_fails_before_any_work(tmp_path, field, value, message):
+  config = tiny.tiny_config(sft_steps=10_000)  # a warm-up that would take minutes
+  section, name = field.split(".")
+  config[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    loop.train(config, str(tmp_path / "run"))  # raises before the warm-up, or it would hang
+  assert not (tmp_path / "run").exists()  # nothing written

@@ -1,4 +1,5 @@
-"""The RL loop's data stages and method inputs: DARS, Scaf-GRPO, ViSurf, ReMax, LaSeR.
+"""The RL loop's data stages and input providers in the loop: DARS, Scaf-GRPO, ViSurf, ReMax,
+LaSeR, and the stage framework's config handling.
 
 Each test runs :func:`rlvr_jax.train.loop.train` in-process on a tiny config (char tokenizer,
 1-layer width-32 model, operands 0..3, 4 prompts x 4 samples, 3 new tokens) and inspects the
@@ -16,6 +17,12 @@ import numpy as np
 import pytest
 
 from rlvr_jax.data import task as task_lib
+from rlvr_jax.rewards import registry
+from rlvr_jax.rollout import text_sampler
+from rlvr_jax.train import batch as batch_lib
+from rlvr_jax.train import builders
+from rlvr_jax.train import stages as stages_lib
+from rlvr_jax.train.stages import base as stage_base
 from rlvr_jax.models.transformer import Transformer
 from experiments.configs import tiny
 from rlvr_jax.train import loop
@@ -23,10 +30,10 @@ from rlvr_jax.train import loop
 P, G, T = 4, 4, 3
 
 
-def _tiny_config(objective="grpo", *, num_steps=1, sft_steps=0):
-  """The shared tiny config (``tiny_loop_config.py``) with a short, fast warm-up."""
+def _tiny_config(objective="grpo", *, num_steps=1, sft_steps=0, **objective_values):
+  """The shared tiny config (``experiments/configs/tiny.py``) with a short, fast warm-up."""
   return tiny.tiny_config(objective, num_steps=num_steps, sft_steps=sft_steps,
-                           sft_learning_rate=1e-2, sft_warmup_steps=5)
+                          sft_learning_rate=1e-2, sft_warmup_steps=5, **objective_values)
 
 
 def _run(config, workdir, inspect=None):
@@ -62,7 +69,7 @@ def _dars_extra(accuracy, n, n_max):
 
 def test_dars_tops_up_hard_groups_with_static_update_shapes(tmp_path):
   config = _tiny_config(num_steps=3)
-  config.rl.dars = dict(schedule="ET", n_max=8)
+  config.rl.stages.dars.update(dict(enabled=True, schedule="ET", n_max=8))
   compiles, marks, batches = [], [], []
 
   def listener(event, duration, **kwargs):
@@ -109,8 +116,8 @@ def hinted_task(tmp_path):
   """A file task whose verifier accepts a completion only under a knowledge hint of >= 2 parts
   ("a b"), so that every group fails unhinted and the minimal solving hint level is 2."""
   name = "test_loop_stages/needs_hint_ab"
-  if name not in task_lib.registered_verifiers():
-    task_lib.register_verifier(name, lambda completion, example: float(
+  if name not in registry.registered_verifiers():
+    registry.register_verifier(name, lambda completion, example: float(
         "Knowledge Hints: a b\n" in example.prompt))
   path = tmp_path / "train.jsonl"
   with open(path, "w") as f:
@@ -126,7 +133,7 @@ def test_scaf_replaces_one_sample_of_all_zero_groups_after_warmup(tmp_path, hint
   config.task = dict(kind="files", files={"train": hinted_task, "test": hinted_task},
                      name="hinted")
   config.data.prompt_buckets = (8, 32)
-  config.rl.scaf = dict(warmup_steps=1)
+  config.rl.stages.scaf.update(dict(enabled=True, warmup_steps=1))
   batches, records = _run(config, tmp_path / "run")
   (_, warm), (_, hinted) = batches
   # Step 1 is inside the warm-up: untouched.
@@ -136,14 +143,14 @@ def test_scaf_replaces_one_sample_of_all_zero_groups_after_warmup(tmp_path, hint
   # Exactly sample 0 of each group was replaced, by the minimal solving level (2).
   np.testing.assert_array_equal(group["hint_level"], [[2, 0, 0, 0]] * P)
   np.testing.assert_array_equal(group["raw_rewards"], [[1, 0, 0, 0]] * P)
-  tokenizer = loop.build_tokenizer(config)
+  tokenizer = builders.build_tokenizer(config)
   rows = np.arange(P) * G
   for b in range(P * G):
     example = hinted["examples"][group["example_id"].reshape(-1)[b]]
     if b in rows:
       example = task_lib.Example(f"Knowledge Hints: a b\n{example.prompt}", example.answer,
                                  example.verifier)
-    expected = loop.prompt_token_ids(tokenizer, example, add_bos=True)
+    expected = text_sampler.prompt_token_ids(tokenizer, example.prompt, add_bos=True)
     np.testing.assert_array_equal(batch.prompt_tokens[b][batch.prompt_mask[b]], expected)
   # The hint is conditioning only: the loss mask covers exactly the completion tokens.
   lengths = group["lengths"].reshape(-1)
@@ -155,7 +162,7 @@ def test_scaf_replaces_one_sample_of_all_zero_groups_after_warmup(tmp_path, hint
 
 def test_visurf_injects_the_scored_gold_completion_as_sample_g_plus_1(tmp_path):
   config = _tiny_config()
-  config.rl.visurf = dict(enabled=True)
+  config.rl.stages.visurf.enabled = True
   config.rl.num_prompts = 8  # 8 x (4 + 1) rows divide over the 8 test devices
   batches, records = _run(config, tmp_path)
   (_, out), = batches
@@ -165,7 +172,7 @@ def test_visurf_injects_the_scored_gold_completion_as_sample_g_plus_1(tmp_path):
   np.testing.assert_array_equal(group["is_injected"], [[False] * G + [True]] * n)
   np.testing.assert_array_equal(group["raw_rewards"][:, G], 1.0)
   assert records[0]["visurf/gold_reward"] == 1.0
-  tokenizer = loop.build_tokenizer(config)
+  tokenizer = builders.build_tokenizer(config)
   for p in range(n):
     example = out["examples"][group["example_id"][p, G]]
     ids = group["tokens"][p, G, :group["lengths"][p, G]]
@@ -184,11 +191,12 @@ def test_visurf_injects_the_scored_gold_completion_as_sample_g_plus_1(tmp_path):
 
 def _greedy_rewards(params, config, examples):
   """One greedy completion per prompt with the rollout code, scored by each example's verifier."""
-  tokenizer = loop.build_tokenizer(config)
-  model_config, _ = loop.build_model(config, tokenizer, jax.random.key(0))
-  sampler = loop.Sampler(model_config, tokenizer, tuple(config.data.prompt_buckets), T, True)
-  _, texts = sampler(params, examples, jax.random.key(1), num_samples=1, temperature=0.0)
-  return np.array([task_lib.get_verifier(e.verifier)(t, e) for t, e in zip(texts, examples)])
+  tokenizer = builders.build_tokenizer(config)
+  model_config = builders.build_model_config(config, tokenizer)
+  sampler = text_sampler.TextSampler(model_config, tokenizer, tuple(config.data.prompt_buckets),
+                                     T, add_bos=True)
+  _, texts = sampler.sample(params, examples, jax.random.key(1), num_samples=1, temperature=0.0)
+  return np.array([registry.get_verifier(e.verifier)(t, e) for t, e in zip(texts, examples)])
 
 
 @pytest.fixture
@@ -196,8 +204,8 @@ def coin_task(tmp_path):
   """A file task whose verifier accepts completions starting with an even character code, so an
   untrained policy already gets mixed rewards (no warm-up needed)."""
   name = "test_loop_stages/even_first_char"
-  if name not in task_lib.registered_verifiers():
-    task_lib.register_verifier(name, lambda completion, example: float(
+  if name not in registry.registered_verifiers():
+    registry.register_verifier(name, lambda completion, example: float(
         bool(completion) and ord(completion[0]) % 2 == 0))
   path = tmp_path / "coin.jsonl"
   with open(path, "w") as f:
@@ -227,10 +235,9 @@ def test_remax_advantage_is_reward_minus_greedy_reward(tmp_path, coin_task):
 
 
 def test_laser_self_rewards_match_a_direct_forward_pass(tmp_path):
-  config = _tiny_config("laser", sft_steps=30)
-  config.rl.objective_overrides = dict(warmup_steps=0)
-  tokenizer = loop.build_tokenizer(config)
-  model_config, _ = loop.build_model(config, tokenizer, jax.random.key(0))
+  config = _tiny_config("laser", sft_steps=30, warmup_steps=0)
+  tokenizer = builders.build_tokenizer(config)
+  model_config = builders.build_model_config(config, tokenizer)
 
   def direct_logprobs(out):
     """log pi(. | prompt, completion up to its stop token) for every row: the rows unpadded,
@@ -271,61 +278,77 @@ def test_laser_self_rewards_match_a_direct_forward_pass(tmp_path):
                                                                rel=1e-5)
 
 
+def _run_info(config, objective):
+  tokenizer = builders.build_tokenizer(config)
+  sampler = builders.build_sampler(config, builders.build_model_config(config, tokenizer),
+                                   tokenizer)
+  return stage_base.RunInfo(G, P, config.rl.temperature, objective, sampler, 16)
+
+
 def test_stage_config_errors():
-  config = _tiny_config()
-  config.rl.dars = dict(schedule="ET", n_max=8, bogus=1)
-  tokenizer = loop.build_tokenizer(config)
   from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
+  config = _tiny_config()
   grpo = presets.get("grpo")
+  run = _run_info(config, grpo)
+  config.rl.stages.dars.update(dict(enabled=True, schedule="ET", n_max=8))
+  stages = config.rl.stages.to_dict()
   with pytest.raises(ValueError, match="bogus"):
-    loop.resolve_stages(config, grpo, tokenizer)
-  config.rl.dars = dict(schedule="HW")
-  config.rl.visurf = dict(enabled=True)
-  with pytest.raises(ValueError, match="DARS cannot be combined"):
-    loop.resolve_stages(config, grpo, tokenizer)
-  config.rl.dars = {}
-  stages = loop.resolve_stages(config, grpo, tokenizer)
-  assert stages.dars is None and stages.visurf == {} and stages.group_width == G + 1
-  config.rl.visurf = dict(enabled=False)
-  config.rl.dars = dict(schedule="HW")
-  stages = loop.resolve_stages(config, grpo, tokenizer)
-  assert stages.dars["n_max"] == 8 * G and stages.group_width == 8 * G  # README: 64 at N = 8
-  config.rl.dars = {}
+    stages_lib.from_config(dict(stages, dars=dict(stages["dars"], bogus=1)), run)
+  with pytest.raises(ValueError, match="unknown stages"):
+    stages_lib.from_config(dict(stages, darz={}), run)
+  visurf_too = dict(stages, visurf=dict(enabled=True))
+  with pytest.raises(ValueError, match="cannot be combined"):
+    stages_lib.from_config(visurf_too, run)
+  with pytest.raises(ValueError, match="cannot be combined"):
+    stages_lib.from_config(stages, run, dynamic_sampling=True)
+  only_visurf = dict(visurf_too, dars=dict(enabled=False))
+  (visurf,) = stages_lib.from_config(only_visurf, run)
+  assert visurf.width(G) == G + 1
+  (dars,) = stages_lib.from_config(dict(stages, dars=dict(enabled=True, schedule="HW")), run)
+  assert dars.width(G) == 8 * G  # README: 64 at N = 8
+  # Input providers are on exactly when the objective reads what they provide.
+  laser = presets.get("laser")
+  names = lambda objective, **kw: [s.name for s in stages_lib.from_config(
+      {}, _run_info(config, objective), **kw)]
+  assert names(laser) == ["laser"] and names(presets.get("remax")) == ["remax"]
+  assert names(grpo) == []
   config.rl.temperature = 0.7
   with pytest.raises(ValueError, match="temperature"):
-    loop.resolve_stages(config, presets.get("laser"), tokenizer)
-  config.rl.objective_overrides = dict(temperature=0.7)
-  config.rl.objective = "laser"
-  stages = loop.resolve_stages(config, presets.get("laser", temperature=0.7), tokenizer)
-  assert stages.laser == dict(beta_v=0.1, c_ref=-23.0, temperature=0.7,
-                              token_id=tokenizer.unk_token_id)
-  assert stages.greedy is False and loop.resolve_stages(
-      config, presets.get("remax"), tokenizer).greedy
+    stages_lib.from_config({}, _run_info(config, laser))
+  (provider,) = stages_lib.from_config({}, _run_info(config, presets.get("laser",
+                                                                          temperature=0.7)))
+  assert (provider.beta_v, provider.c_ref, provider.temperature) == (0.1, -23.0, 0.7)
+  assert provider.token_id == builders.build_tokenizer(config).unk_token_id
 
 
 def test_objective_reading_an_unknown_input_fails_at_start_up():
   from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
-  oracle = types.SimpleNamespace(name="oracle", advantage=types.SimpleNamespace(
-      reads=("rewards", "oracle_rewards")))
+  provided = stages_lib.provided_inputs()
+  oracle = types.SimpleNamespace(name="oracle", advantage_reads=frozenset(
+      {"rewards", "oracle_rewards"}), loss_reads=frozenset())
   with pytest.raises(NotImplementedError, match="oracle_rewards"):
-    loop.check_objective_inputs(oracle)
+    batch_lib.check_objective_inputs(oracle, provided)
   for name in ("remax", "laser"):
-    loop.check_objective_inputs(presets.get(name))  # all their inputs are produced now
+    batch_lib.check_objective_inputs(presets.get(name), provided)  # provided by stages
+    with pytest.raises(NotImplementedError):
+      batch_lib.check_objective_inputs(presets.get(name), ())  # ... and only by them
   # The loss side too: THR's surrogate reads per-token hidden rewards the loop does not compute.
   with pytest.raises(NotImplementedError, match="'thr'"):
-    loop.check_objective_inputs(presets.get("thr"))
+    batch_lib.check_objective_inputs(presets.get("thr"), provided)
   # Every other preset the library ships passes.
   for name in presets.names():
     if name != "thr":
-      loop.check_objective_inputs(presets.get(name))
+      batch_lib.check_objective_inputs(presets.get(name), provided)
 
 
 def test_score_all_positions_matches_masked_scores_on_real_tokens():
+  from rlvr_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+
   def fake(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
     del params, prompt_tokens, prompt_mask
     return completion_tokens * 1.0 * completion_mask, None
 
   tokens = jnp.array([[5, 6, 0]])
   mask = jnp.array([[1.0, 0.0, 0.0]])
-  out, _ = loop.score_all_positions(fake)(None, None, None, tokens, mask)
+  out, _ = step_lib.score_all_positions(fake)(None, None, None, tokens, mask)
   np.testing.assert_array_equal(out, [[5, 6, 0]])

@@ -1,0 +1,164 @@
+"""From a step's group batch to the objective's inputs: advantages and the update's batch.
+
+:func:`assemble` turns the group batch (``[P, W, ...]`` host arrays, see
+:mod:`rlvr_jax.train.stages.base`) and the old/reference log-probs into
+
+* :class:`~rlvr_jax.types.AdvantageInputs` for the objective's reward transform and advantage
+  estimator (run jit'd by :func:`group_advantages`), and
+* the update's :class:`~rlvr_jax.train.step.TrainBatch` of ``P·W`` rows.
+
+What an objective may read is fixed here, in one place: :data:`ADVANTAGE_INPUTS` and
+:data:`LOSS_INPUTS`, plus whatever the run's stages provide (a group array named like an input the
+objective reads goes to ``AdvantageInputs.extras`` or ``LossBatch.extras``).
+:func:`check_objective_inputs` compares the objective's ``advantage_reads``/``loss_reads`` with
+them at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Iterable, Mapping, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlvr_jax import types
+from rlvr_jax.train import step as step_lib
+from rlvr_jax.train.stages import base
+
+# Always provided to the reward transform and the advantage estimator.
+ADVANTAGE_INPUTS = frozenset(
+    [f.name for f in dataclasses.fields(types.AdvantageInputs) if f.name != "extras"]
+    + ["old_logprobs", "ref_logprobs", "step", "correct"])
+
+# Always provided to the loss: the LossBatch fields, the policy's log-probs and entropy, and the
+# (weighted) advantages.
+LOSS_INPUTS = frozenset(
+    [f.name for f in dataclasses.fields(types.LossBatch) if f.name != "extras"]
+    + ["logprobs", "entropy", "advantages"])
+
+
+def check_objective_inputs(objective, provided: Iterable[str]) -> None:
+  """Fails at start-up, not mid-run, when the objective reads an input that neither the loop nor
+  a registered stage produces (THR's ``thr`` token rewards; a user objective's own ``extras``)."""
+  provided = set(provided)
+  missing = ((set(objective.advantage_reads) - ADVANTAGE_INPUTS - provided)
+             | (set(objective.loss_reads) - LOSS_INPUTS - provided))
+  if missing:
+    raise NotImplementedError(
+        f"Objective {objective.name!r} reads {sorted(missing)}, which the RL loop does not "
+        f"produce (always: advantage side {sorted(ADVANTAGE_INPUTS)}, loss side "
+        f"{sorted(LOSS_INPUTS)}; from stages: {sorted(provided)}). Register a stage that "
+        "provides it (docs/add_your_own_method.md) or use the objective from your own loop.")
+
+
+def make_advantage_fn(objective) -> Callable[[types.AdvantageInputs], Tuple[jax.Array, jax.Array]]:
+  """jit'd ``inputs -> (transformed rewards [P,G], token advantages [P,G,T])``."""
+
+  def fn(inputs: types.AdvantageInputs):
+    rewards = objective.reward_transform(inputs.rewards, inputs)
+    inputs = dataclasses.replace(inputs, rewards=rewards)
+    advantages = objective.advantage(inputs)
+    if advantages.ndim == 2:
+      advantages = advantages[..., None]
+    return rewards, jax.lax.stop_gradient(jnp.where(inputs.mask > 0, advantages, 0.0))
+
+  return jax.jit(fn)
+
+
+def group_advantages(advantage_fn, inputs: types.AdvantageInputs, valid: np.ndarray
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+  """The advantage stage on groups of their real size (``valid [P, W]``, a prefix of each row).
+
+  Groups of equal size go through ``advantage_fn`` together, padded by repetition to ``P`` groups:
+  one compilation per distinct size (at most ``W - G + 1`` with DARS), never per step. Without
+  padding slots, one call.
+  """
+  sizes = valid.sum(axis=1)
+  if (sizes == valid.shape[1]).all():
+    rewards, advantages = advantage_fn(inputs)
+    return np.asarray(rewards, np.float32), np.asarray(advantages, np.float32)
+  num_prompts = valid.shape[0]
+  rewards = np.zeros(valid.shape, np.float32)
+  advantages = np.zeros(np.shape(inputs.mask), np.float32)
+  for n in np.unique(sizes):
+    rows = np.flatnonzero(sizes == n)
+    padded = np.concatenate([rows, np.full(num_prompts - len(rows), rows[0])])
+
+    def take(x, rows=padded, n=int(n)):
+      x = np.asarray(x)
+      return jnp.asarray(x[rows][:, :n]) if x.ndim >= 2 else jnp.asarray(x[rows])
+
+    part = jax.tree.map(take, dataclasses.replace(
+        inputs, extras={k: v for k, v in inputs.extras.items() if k != "step"}))
+    part = dataclasses.replace(part, extras={**part.extras, "step": inputs.extras["step"]})
+    r, a = advantage_fn(part)
+    rewards[rows, :n] = np.asarray(r)[:len(rows)]
+    advantages[rows, :n] = np.asarray(a)[:len(rows)]
+  return rewards, advantages
+
+
+def loss_mask(group: Mapping[str, np.ndarray]) -> np.ndarray:
+  """``[P, W, T]``: the completion mask of samples that stay in the loss."""
+  return group["mask"] * group["in_loss"][..., None]
+
+
+def effective_truncated(group: Mapping[str, np.ndarray]) -> np.ndarray:
+  """``[P, W]``: truncated, or out of the batch (no loss token: a filler group, DARS padding or a
+  dropped group, a filtered sequence), which per-sequence terms must skip alike."""
+  out_of_batch = loss_mask(group).sum(axis=2) == 0
+  return np.maximum(group["truncated"], out_of_batch).astype(np.float32)
+
+
+def advantage_inputs(group: Mapping[str, np.ndarray], old_logprobs: np.ndarray,
+                     ref_logprobs: np.ndarray, step: int, reads: Iterable[str]
+                     ) -> types.AdvantageInputs:
+  """The advantage stage's inputs; group arrays named in ``reads`` become ``extras``."""
+  extras = {k: group[k] for k in reads if k in group and k not in ADVANTAGE_INPUTS}
+  p, w, t = group["mask"].shape
+  return types.AdvantageInputs(
+      rewards=group["raw_rewards"].astype(np.float32), mask=group["mask"].astype(np.float32),
+      tokens=group["tokens"], lengths=group["lengths"], truncated=effective_truncated(group),
+      token_rewards=np.zeros((p, w, t), np.float32),
+      extras={"old_logprobs": old_logprobs, "ref_logprobs": ref_logprobs,
+              "correct": (group["raw_rewards"] >= 1.0).astype(np.float32),
+              "step": jnp.asarray(step, jnp.int32), **extras})
+
+
+def train_batch(group: Mapping[str, np.ndarray], rewards: np.ndarray, advantages: np.ndarray,
+                old_logprobs: np.ndarray, ref_logprobs: np.ndarray, reads: Iterable[str]
+                ) -> step_lib.TrainBatch:
+  """The update's ``P·W`` rows; group arrays named in ``reads`` become ``LossBatch.extras``."""
+  p, w = group["raw_rewards"].shape
+  rows = lambda x: np.asarray(x).reshape((p * w,) + np.shape(x)[2:])
+  flat = base.flatten({k: group[k] for k in reads if k in group and k not in LOSS_INPUTS},
+                      (p, w))
+  return step_lib.TrainBatch(
+      prompt_tokens=rows(group["prompt_tokens"]), prompt_mask=rows(group["prompt_mask"]),
+      completion_tokens=rows(group["tokens"]),
+      loss=types.LossBatch(
+          mask=rows(loss_mask(group)).astype(np.float32),
+          advantages=rows(advantages).astype(np.float32),
+          old_logprobs=rows(old_logprobs).astype(np.float32),
+          ref_logprobs=rows(ref_logprobs).astype(np.float32),
+          rollout_logprobs=rows(group["logprobs"]).astype(np.float32),
+          rewards=rows(rewards).astype(np.float32),
+          correct=rows(group["raw_rewards"] >= 1.0).astype(np.float32),
+          group_ids=np.repeat(np.arange(p, dtype=np.int32), w),
+          truncated=rows(effective_truncated(group)),
+          extras=flat))
+
+
+def minibatch_rows(order: np.ndarray, index: int, num_mini_batches: int, width: int
+                   ) -> np.ndarray:
+  """Row indices of mini-batch ``index``: whole groups ``order[i·P/M:(i+1)·P/M]`` of ``width``."""
+  per = len(order) // num_mini_batches
+  groups = order[index * per:(index + 1) * per]
+  return (groups[:, None] * width + np.arange(width)[None]).reshape(-1)
+
+
+def take_rows(batch: Any, rows: np.ndarray) -> Any:
+  """The rows ``rows`` of every leaf of a host batch pytree."""
+  return jax.tree.map(lambda x: x[rows], batch)
+

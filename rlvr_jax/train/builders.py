@@ -1,0 +1,130 @@
+"""Building a run's pieces from its config: tokenizer, model, task, sampler, scorer.
+
+The training loop, ``experiments/evaluate.py`` and the notebooks build through these functions,
+so a config means the same thing to each of them. Heavy modules (transformers, the HF importer)
+are imported only by the branches that need them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import jax
+import ml_collections
+
+from rlvr_jax.data import task as task_lib
+from rlvr_jax.rollout import text_sampler
+from rlvr_jax.train import rewards_host
+
+# The policy after the supervised warm-up, written to the workdir (``config.sft.init_from`` of
+# another run can start from it).
+WARMUP_PARAMS_FILE = "warmup_params.msgpack"
+
+REMAT_MODES = ("none", "full", "dots")
+
+
+def build_tokenizer(config: ml_collections.ConfigDict):
+  """``config.tokenizer.kind``: ``"char"`` (built in code) or ``"hf"`` (``config.model.hf_dir``)."""
+  kind = config.tokenizer.kind
+  if kind == "char":
+    from rlvr_jax.data import char_tokenizer  # pylint: disable=g-import-not-at-top
+    return char_tokenizer.build()
+  if kind == "hf":
+    from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
+    return hf.load_tokenizer(config.model.hf_dir)
+  raise ValueError(f"Unknown tokenizer kind {kind!r}.")
+
+
+def model_options(config: ml_collections.ConfigDict) -> dict:
+  """The dtype, attention-kernel and rematerialisation options of ``config.model``/``config.remat``
+  (``"full"``, or ``"dots"`` to keep matmul outputs, rematerialise each decoder block)."""
+  if config.remat not in REMAT_MODES:
+    raise ValueError(f"config.remat must be one of {REMAT_MODES}, got {config.remat!r}")
+  return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
+              remat=config.remat != "none",
+              remat_policy="dots" if config.remat == "dots" else "nothing",
+              attention=config.model.attention)
+
+
+def build_model_config(config: ml_collections.ConfigDict, tokenizer):
+  """The model's config alone (no weights): from ``config.model.hf_dir``'s ``config.json``, else
+  the random preset ``config.model.preset`` with ``config.model.overrides`` and a vocabulary
+  sized to the tokenizer (rounded up to a multiple of 8)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  options = model_options(config)
+  if config.model.hf_dir:
+    import json  # pylint: disable=g-import-not-at-top
+    import os  # pylint: disable=g-import-not-at-top
+    from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
+    with open(os.path.join(config.model.hf_dir, "config.json"), encoding="utf-8") as f:
+      model_config = hf.config_from_hf(json.load(f), dtype=options["dtype"],
+                                       param_dtype=options["param_dtype"],
+                                       remat=options["remat"])
+    return dataclasses.replace(model_config, remat_policy=options["remat_policy"],
+                               attention=options["attention"])
+  if not config.model.preset:
+    raise ValueError("Set --config.model.hf_dir to a local Hugging Face model directory, or "
+                     "config.model.preset to a random preset.")
+  from rlvr_jax.models import config as model_config_lib  # pylint: disable=g-import-not-at-top
+  overrides = {**options, **dict(config.model.overrides)}
+  overrides.setdefault("vocab_size", -(-len(tokenizer) // 8) * 8)
+  return model_config_lib.preset(config.model.preset, **overrides)
+
+
+def build_model(config: ml_collections.ConfigDict, tokenizer, rng: jax.Array
+                ) -> Tuple[Any, Any]:
+  """``(model_config, params)``: the weights of ``config.model.hf_dir`` if set, else a random
+  initialisation (``rng``) of :func:`build_model_config`'s preset."""
+  if config.model.hf_dir:
+    from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
+    return hf.load_hf(config.model.hf_dir, **model_options(config))
+  from rlvr_jax.models import transformer  # pylint: disable=g-import-not-at-top
+  model_config = build_model_config(config, tokenizer)
+  return model_config, transformer.init_params(model_config, rng)
+
+
+def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
+  """The task source of ``config.task``.
+
+  ``kind="procedural"``: ``name`` and ``kwargs`` of :func:`rlvr_jax.data.procedural.get`.
+  ``kind="files"``: ``files`` (split → JSONL/Parquet path), optional ``field_map`` and
+  ``default_verifier`` (see :mod:`rlvr_jax.data.jsonl`), and ``answer_format`` (``"chat"`` or
+  ``"text"``: append the verifier's answer-format instruction; ``""``: prompts as stored) with an
+  optional ``system`` message.
+  """
+  kind = config.task.kind
+  if kind == "procedural":
+    from rlvr_jax.data import procedural  # pylint: disable=g-import-not-at-top
+    kwargs = dict(config.task.get("kwargs", {}))
+    if "ops" in kwargs:
+      kwargs["ops"] = tuple(kwargs["ops"])
+    return procedural.get(config.task.name, **kwargs)
+  if kind == "files":
+    from rlvr_jax.data import jsonl  # pylint: disable=g-import-not-at-top
+    from rlvr_jax.data import templates  # pylint: disable=g-import-not-at-top
+    source = jsonl.FileTaskSource(
+        dict(config.task.files), name=config.task.get("name", "file"),
+        field_map=dict(config.task.get("field_map", {})) or None,
+        default_verifier=config.task.get("default_verifier") or None)
+    if config.task.get("answer_format"):
+      return templates.WithAnswerFormat(source, chat=config.task.answer_format == "chat",
+                                        system=config.task.get("system") or None)
+    return source
+  raise ValueError(f"Unknown task kind {kind!r}.")
+
+
+def build_sampler(config: ml_collections.ConfigDict, model_config, tokenizer
+                  ) -> text_sampler.TextSampler:
+  """The run's :class:`~rlvr_jax.rollout.text_sampler.TextSampler` (``config.data`` buckets and
+  BOS, ``config.rl`` completion budget and sampling settings)."""
+  rl = config.rl
+  return text_sampler.TextSampler(
+      model_config, tokenizer, tuple(config.data.prompt_buckets), rl.max_new_tokens,
+      add_bos=config.data.add_bos, temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k)
+
+
+def build_scorer(config: ml_collections.ConfigDict) -> rewards_host.RewardScorer:
+  """The worker-pool verifier scorer of ``config.reward``."""
+  reward = config.reward
+  return rewards_host.RewardScorer(reward.num_workers, reward.timeout_s, reward.failure_reward,
+                                   tuple(reward.verifier_modules))
