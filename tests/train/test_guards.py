@@ -55,3 +55,63 @@ def test_nonfinite_leaves_names_only_bad_float_leaves():
           "n": np.array([np.nan]), "step": jnp.zeros((), jnp.int32), "key": jax.random.key(0)}
   assert guards.nonfinite_leaves(tree) == ["['b']", "['n']"]
   assert guards.nonfinite_leaves({"w": jnp.ones(3), "i": jnp.arange(3)}) == []
+
+
+def test_a_run_that_keeps_skipping_stops_with_its_last_good_checkpoint_intact(tmp_path):
+  """The pieces as a loop wires them: update step, skip-aware metrics, guard, checkpoints."""
+  import dataclasses
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from rlvr_jax import types
+  from rlvr_jax.train import checkpoint
+  from rlvr_jax.train import state as state_lib
+  from rlvr_jax.train import step as step_lib
+
+  @dataclasses.dataclass(frozen=True)
+  class MeanLogprob:
+    """loss = -mean(logprobs * advantages): NaN advantages make it NaN."""
+    needs_entropy: bool = False
+    whole_groups: bool = False
+
+    def loss(self, logprobs, batch, counts, entropy=None):
+      return -(logprobs * batch.advantages).sum() / counts.num_tokens, {}
+
+  def logprob_fn(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
+    del prompt_tokens, prompt_mask
+    return jax.nn.log_softmax(params["logits"])[completion_tokens] * completion_mask, None
+
+  def batch(advantage):
+    b, t = 2, 3
+    mask = jnp.ones((b, t))
+    zeros = jnp.zeros((b, t))
+    loss = types.LossBatch(mask=mask, advantages=jnp.full((b, t), advantage), old_logprobs=zeros,
+                           ref_logprobs=zeros, rollout_logprobs=zeros, rewards=jnp.zeros(b),
+                           correct=jnp.zeros(b), group_ids=jnp.zeros(b, jnp.int32),
+                           truncated=jnp.zeros(b))
+    return step_lib.TrainBatch(prompt_tokens=jnp.zeros((b, 1), jnp.int32),
+                               prompt_mask=jnp.ones((b, 1), bool),
+                               completion_tokens=jnp.ones((b, t), jnp.int32), loss=loss)
+
+  tx = optax.adam(0.1)
+  update = jax.jit(step_lib.make_update_fn(MeanLogprob(), tx, logprob_fn))
+  state = state_lib.create({"logits": jnp.zeros(4)}, tx)
+  guard = guards.SkipGuard(max_consecutive=2)
+  advantages = [1.0, 1.0, float("nan"), float("nan")]
+  with checkpoint.Checkpointer(str(tmp_path), async_save=False) as ckpt:
+    with pytest.raises(guards.TooManySkippedUpdates, match="step 4.*step 3 is intact"):
+      for step, advantage in enumerate(advantages, start=1):
+        state, metrics = update(state, batch(advantage))
+        metrics = guards.mean_over_updates([jax.device_get(metrics)])
+        guard.update(step, metrics["update/skipped"], last_checkpoint=ckpt.latest_step())
+        ckpt.save(step, state)
+    assert ckpt.all_steps() == [1, 2, 3]
+    # Step 3 skipped its update: its checkpoint holds the same finite state as step 2.
+    restored, _ = ckpt.restore(3, abstract_state=checkpoint.abstract_state(state))
+    second, _ = ckpt.restore(2, abstract_state=checkpoint.abstract_state(state))
+  for a, b, live in zip(jax.tree.leaves(restored), jax.tree.leaves(second),
+                        jax.tree.leaves(state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(live))
+  assert int(restored.step) == 2 and np.isfinite(np.asarray(restored.params["logits"])).all()
