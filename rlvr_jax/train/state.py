@@ -1,4 +1,5 @@
-"""Train state (params, optimizer state, step, reference params) and the optimizer from config."""
+"""Train state (params, optimizer state, step, reference params, a frozen base) and the optimizer
+from config."""
 
 from __future__ import annotations
 
@@ -18,17 +19,24 @@ class TrainState:
 
   Attributes:
     step: scalar int32, optimizer steps taken.
-    params: policy parameters.
-    opt_state: optax state of ``params``.
-    ref_params: frozen reference policy (``None`` unless the objective needs one).
+    params: the trained parameters: the whole policy, or only its LoRA adapters when ``frozen``
+      is set.
+    opt_state: optax state of ``params`` (so, with LoRA, of the adapters only).
+    ref_params: frozen reference policy (``None`` unless the objective needs one; ``None`` with
+      LoRA, whose reference is ``frozen`` with the adapters off).
+    frozen: the frozen base model under LoRA adapters (float or quantised,
+      ``rlvr_jax.models.lora``), never differentiated or updated; ``None`` for full training.
+      The policy is ``lora.attach(frozen, params, lora_config)``.
   """
 
   step: jax.Array
   params: Any
   opt_state: Any
   ref_params: Optional[Any] = None
+  frozen: Optional[Any] = None
 
   def replace(self, **changes) -> "TrainState":
+    """A copy with the given fields changed (flax-style)."""
     return dataclasses.replace(self, **changes)
 
 
@@ -82,21 +90,27 @@ def make_optimizer(config) -> Tuple[optax.GradientTransformation, optax.Schedule
 
 
 def create(params: Any, tx: optax.GradientTransformation,
-           ref_params: Optional[Any] = None) -> TrainState:
-  """A fresh state at step 0. Call under ``jax.jit`` with sharded params to shard ``opt_state``."""
+           ref_params: Optional[Any] = None, frozen: Optional[Any] = None) -> TrainState:
+  """A fresh state at step 0. Call under ``jax.jit`` with sharded params to shard ``opt_state``.
+
+  With ``frozen`` (a LoRA base), ``params`` are the adapters and only they get optimizer state.
+  """
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    ref_params=ref_params)
+                    ref_params=ref_params, frozen=frozen)
 
 
-def state_shardings(state_shapes: TrainState, param_specs: Any, mesh: Mesh) -> TrainState:
+def state_shardings(state_shapes: TrainState, param_specs: Any, mesh: Mesh,
+                    frozen_specs: Optional[Any] = None) -> TrainState:
   """Shardings of a state: params (and the reference) by ``param_specs``; optimizer moments like
   the params they track (matched by tree structure via ``optax.tree_map_params``), scalars
-  replicated.
+  replicated; the frozen base by ``frozen_specs``.
 
   Args:
     state_shapes: a state or its ``jax.eval_shape``.
     param_specs: a pytree of ``PartitionSpec`` with the structure of ``params``.
     mesh: the mesh.
+    frozen_specs: ``PartitionSpec``s of ``state_shapes.frozen`` (e.g.
+      ``partition.param_partition_specs(frozen, mesh)``); required when it is set.
   """
   to_sharding = lambda spec: NamedSharding(mesh, spec)
   is_spec = lambda x: isinstance(x, PartitionSpec)
@@ -121,19 +135,37 @@ def state_shardings(state_shapes: TrainState, param_specs: Any, mesh: Mesh) -> T
       params=param_shardings,
       opt_state=opt_shardings,
       ref_params=None if state_shapes.ref_params is None else param_shardings,
+      frozen=_frozen_shardings(state_shapes.frozen, frozen_specs, mesh),
   )
 
 
+def _frozen_shardings(frozen: Any, frozen_specs: Any, mesh: Mesh) -> Any:
+  if frozen is None:
+    return None
+  if frozen_specs is None:
+    raise ValueError("the state has a frozen base: pass frozen_specs")
+  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), frozen_specs,
+                      is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
 def init_sharded(params: Any, tx: optax.GradientTransformation, param_specs: Any, mesh: Mesh,
-                 with_reference: bool) -> Tuple[TrainState, TrainState]:
+                 with_reference: bool, frozen: Optional[Any] = None,
+                 frozen_specs: Optional[Any] = None) -> Tuple[TrainState, TrainState]:
   """A step-0 state placed on ``mesh``; returns ``(state, state_shardings)``.
 
   The reference params are a copy of the initial params (a frozen snapshot, not an alias, since
-  the update step donates the state's buffers).
+  the update step donates the state's buffers). A ``frozen`` base (LoRA: ``params`` are then the
+  adapters, and ``with_reference`` should be False since the reference is the base) is placed by
+  ``frozen_specs`` without passing through the initialising program, so it is never copied when
+  it is already in place.
   """
   make: Callable[[Any], TrainState] = lambda p: create(
       p, tx, jax.tree.map(jnp.copy, p) if with_reference else None)
   shapes = jax.eval_shape(make, params)
   shardings = state_shardings(shapes, param_specs, mesh)
   state = jax.jit(make, out_shardings=shardings)(params)
+  if frozen is not None:
+    frozen_shardings = _frozen_shardings(frozen, frozen_specs, mesh)
+    state = state.replace(frozen=jax.device_put(frozen, frozen_shardings))
+    shardings = shardings.replace(frozen=frozen_shardings)
   return state, shardings
