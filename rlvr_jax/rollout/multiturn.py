@@ -122,18 +122,26 @@ jax.tree_util.register_dataclass(
 # jit programs: prompt prefill, one turn of decoding, one observation prefill.
 
 
-@functools.partial(jax.jit, static_argnames=("config", "num_slots"))
-def _prefill_prompts(params, prompt_tokens, prompt_mask, *, config, num_slots):
-  """Prompts into a fresh cache of ``num_slots`` slots; logits after each prompt's last token."""
-  b, s = prompt_tokens.shape
-  cache = transformer_lib.init_cache(config, b, num_slots)
-  cache_mask = jnp.zeros((b, num_slots), bool).at[:, :s].set(prompt_mask)
+@functools.partial(jax.jit, static_argnames=("config", "num_slots", "repeats"))
+def _prefill_prompts(params, prompt_tokens, prompt_mask, *, config, num_slots, repeats):
+  """Prompts into a fresh cache of ``num_slots`` slots; logits after each prompt's last token.
+
+  Each of the ``U`` rows is prefilled once and its cache repeated ``repeats`` times (rows
+  ``i*repeats ..`` are copies of prompt ``i``), so a group of samples costs one prefill.
+  """
+  u, s = prompt_tokens.shape
+  cache = transformer_lib.init_cache(config, u, num_slots)
+  cache_mask = jnp.zeros((u, num_slots), bool).at[:, :s].set(prompt_mask)
   positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1, dtype=jnp.int32) - 1, 0)
   hidden, cache = transformer_lib.Transformer(config).apply(
       {"params": params}, prompt_tokens, positions, cache_mask, cache=cache,
       cache_index=jnp.int32(0), return_hidden=True)
   logits = transformer_lib.unembed(params, config, hidden[:, -1])
-  return cache, cache_mask, logits, prompt_mask.sum(axis=1, dtype=jnp.int32)
+  repeat = lambda x, axis: jnp.repeat(x, repeats, axis=axis,
+                                      total_repeat_length=x.shape[axis] * repeats)
+  cache = jax.tree.map(lambda x: repeat(x, 1), cache)  # KVCache leaves are [L, B, S, KV, Dh].
+  lengths = prompt_mask.sum(axis=1, dtype=jnp.int32)
+  return cache, repeat(cache_mask, 0), repeat(logits, 0), repeat(lengths, 0)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "max_new", "processor", "pad_token_id"),
@@ -330,9 +338,11 @@ def rollout(
     raise ValueError(f"prompt bucket {prompt_tokens.shape[1]} + max_tokens {t_max} exceeds the "
                      f"model's max_position_embeddings {limit}")
 
+  # Environments usually give the G episodes of an example the same prompt: prefill it once.
+  g = num_samples if all(prompts[i] == prompts[i - i % num_samples] for i in range(b)) else 1
   cache, cache_mask, logits, positions = _prefill_prompts(
-      params, jnp.asarray(prompt_tokens), jnp.asarray(prompt_mask), config=config,
-      num_slots=num_slots)
+      params, jnp.asarray(prompt_tokens[::g]), jnp.asarray(prompt_mask[::g]), config=config,
+      num_slots=num_slots, repeats=g)
   slot = prompt_tokens.shape[1]
 
   tokens = np.full((b, t_max), pad_token_id, np.int32)

@@ -20,13 +20,17 @@ class Scripted(base.Environment):
   and a reward part 0.1; the last turn gets 1.0.
   """
 
-  def __init__(self, stop_strings=()):
+  def __init__(self, stop_strings=(), distinct_prompts=False):
     self.stop_strings = tuple(stop_strings)
+    self.distinct_prompts = distinct_prompts
     self.texts = {}
+    self.resets = 0
 
   def reset(self, example):
+    self.resets += 1
+    tag = f" {self.resets}" if self.distinct_prompts else ""
     return base.Episode(example=example,
-                        messages=[{"role": "user", "content": f"task {example}:"}])
+                        messages=[{"role": "user", "content": f"task {example}{tag}:"}])
 
   def step(self, episode, text):
     n = sum(m["role"] == "assistant" for m in episode.messages)
@@ -111,9 +115,12 @@ def test_loss_mask_holes_are_exactly_the_observations(batch, model):
       assert np.all(out.logprobs[row, start:stop] == 0.0)
 
 
-def test_cache_continuation_equals_full_reprefill(batch, model):
+@pytest.mark.parametrize("distinct_prompts", [False, True])
+def test_cache_continuation_equals_full_reprefill(batch, model, distinct_prompts):
   _, config, params = model
-  out, _ = batch
+  # Identical prompts within a group are prefilled once and shared; distinct ones each.
+  out = _run(model, Scripted(distinct_prompts=True), [1, 2, 3, 5])[0] if distinct_prompts \
+      else batch[0]
   # Teacher-force prompt + whole trajectory (model and observation tokens) from scratch.
   lp, _ = scoring.token_logprobs(params, config, out.prompt_tokens, out.prompt_mask, out.tokens,
                                  out.token_mask)
