@@ -29,7 +29,12 @@ EXTRAS = {
         "tensorflow-datasets", "importlib_resources",  # tfds uses the latter undeclared
         "reasoning-gym",
         "tensorboard",
+        # LoRA: the adapter parity test loads our exported adapters with peft itself; the QLoRA
+        # tests quantise the base with qwix.
+        "peft", "qwix",
     ],
+    # A quantised (int8/NF4) frozen base under LoRA adapters: rlvr_jax.models.quant.
+    "qlora": ["qwix"],
     "tfds": ["tensorflow-datasets", "importlib_resources"],
     "gym": ["reasoning-gym"],
     "parquet": ["pyarrow"],
