@@ -44,7 +44,7 @@ def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
       top_k=ml_collections.FieldReference(None, field_type=int),
       num_iterations=1, num_mini_batches=1, num_micro_batches=1,
       recompute_old_logprobs=False, chunk_size=128, ref_refresh_steps=0,
-      max_skipped_updates=5))
+      max_skipped_updates=10))
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-6, schedule="constant", warmup_steps=0, decay_steps=0,

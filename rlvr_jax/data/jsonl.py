@@ -227,33 +227,6 @@ def in_seed_order(data: Sequence[task_lib.Example], seed: int, shuffle: bool
     yield data[int(i)]
 
 
-class EmptySplitError(ValueError):
-  """A task source yielded no examples for a split that must have some."""
-
-
-def cycle_epochs(source: task_lib.TaskSource, split: str, seed: int
-                 ) -> Iterator[task_lib.Example]:
-  """``source``'s ``split`` repeated in epochs forever, epoch ``e`` drawn with seed ``seed + e``.
-
-  The training stream: a pure function of ``(seed, position)``, so a resumed run skips exactly
-  what it consumed (``itertools.islice(cycle_epochs(...), position, None)``). An epoch that
-  yields nothing raises instead of looping over empty epochs forever (a trainer that hangs at
-  full CPU on an empty or fully filtered task).
-
-  Raises:
-    EmptySplitError: naming the task, the split and the seed, when an epoch is empty.
-  """
-  for epoch in itertools.count():
-    empty = True
-    for example in source.examples(split, seed + epoch):
-      empty = False
-      yield example
-    if empty:
-      raise EmptySplitError(
-          f"task {getattr(source, 'name', type(source).__name__)!r} split {split!r} yielded no "
-          f"examples (seed {seed + epoch}); check the task's files or filters.")
-
-
 class FileTaskSource:
   """A :class:`~rlvr_jax.data.task.TaskSource` over task files, one file per split.
 

@@ -74,6 +74,10 @@ def distinct_examples(source: TaskSource, split: str, num: int, seed: int, *,
                    f"asked for {num}.")
 
 
+class EmptySplitError(ValueError):
+  """A task source yielded no examples for a split that must have some."""
+
+
 def training_stream(source: TaskSource, seed: int, position: int = 0,
                     split: str = "train") -> Iterator[Example]:
   """An endless stream of ``split``, positioned after ``position`` consumed examples.
@@ -83,8 +87,8 @@ def training_stream(source: TaskSource, seed: int, position: int = 0,
   same examples.
 
   Raises:
-    ValueError: an epoch yielded no example (an empty or all-filtered split), instead of
-      cycling over empty epochs forever.
+    EmptySplitError: an epoch yielded no example (an empty or all-filtered split), instead of
+      cycling over empty epochs at full CPU forever.
   """
 
   def epochs():
@@ -94,7 +98,8 @@ def training_stream(source: TaskSource, seed: int, position: int = 0,
         empty = False
         yield example
       if empty:
-        raise ValueError(f"Task {source.name!r}: split {split!r} yielded no examples (seed "
-                         f"{seed + epoch}); check the task files or filters.")
+        raise EmptySplitError(
+            f"task {getattr(source, 'name', type(source).__name__)!r} split {split!r} yielded "
+            f"no examples (seed {seed + epoch}); check the task's files or filters.")
 
   return itertools.islice(epochs(), position, None)

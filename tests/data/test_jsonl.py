@@ -161,31 +161,3 @@ def test_parquet_failures_name_the_file(tmp_path):
                            "answer": pa.array([], pa.string())}), str(empty))
   with pytest.raises(jsonl.TaskFileError, match=f"{empty}: no records"):
     jsonl.read_task_file(str(empty))
-
-
-class _Listed:
-  """A task source over fixed lists per split (empty lists allowed)."""
-
-  name = "listed"
-
-  def __init__(self, **splits):
-    self.splits = splits
-    self.calls = 0
-
-  def examples(self, split, seed=0):
-    self.calls += 1
-    return iter(self.splits[split][seed % 2:] + self.splits[split][:seed % 2])
-
-
-def test_cycle_epochs_repeats_with_fresh_seeds():
-  a, b = (task_lib.Example(p, "1", "exact") for p in "ab")
-  stream = jsonl.cycle_epochs(_Listed(train=[a, b]), "train", seed=0)
-  assert [next(stream).prompt for _ in range(5)] == ["a", "b", "b", "a", "a"]
-
-
-def test_cycle_epochs_raises_instead_of_spinning_on_an_empty_split():
-  source = _Listed(train=[])
-  stream = jsonl.cycle_epochs(source, "train", seed=3)
-  with pytest.raises(jsonl.EmptySplitError, match="task 'listed' split 'train' yielded no examples"):
-    next(stream)
-  assert source.calls == 1

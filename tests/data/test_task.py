@@ -31,11 +31,6 @@ def test_training_stream_is_positioned_and_cycles_finite_sources():
                                    task_lib.training_stream(_Finite(), 0, 4))] == epochs[4:9]
 
 
-def test_an_empty_training_split_raises_instead_of_hanging():
-  with pytest.raises(ValueError, match="no examples"):
-    next(task_lib.training_stream(_Finite(0), 0))
-
-
 def test_distinct_examples_are_distinct_and_never_in_training():
   task = procedural.Arithmetic(max_value=20)
   heldout = task_lib.distinct_examples(task, "test", 30, seed=0)
@@ -44,3 +39,32 @@ def test_distinct_examples_are_distinct_and_never_in_training():
   assert not train & {e.prompt for e in heldout}
   with pytest.raises(ValueError, match="only 3 distinct"):
     task_lib.distinct_examples(_Finite(), "test", 4, seed=0)
+
+
+class _Listed:
+  """A task source over fixed lists per split (empty lists allowed)."""
+
+  name = "listed"
+
+  def __init__(self, **splits):
+    self.splits = splits
+    self.calls = 0
+
+  def examples(self, split, seed=0):
+    self.calls += 1
+    return iter(self.splits[split][seed % 2:] + self.splits[split][:seed % 2])
+
+
+def test_training_stream_repeats_with_fresh_seeds():
+  a, b = (task_lib.Example(p, "1", "exact") for p in "ab")
+  stream = task_lib.training_stream(_Listed(train=[a, b]), seed=0)
+  assert [next(stream).prompt for _ in range(5)] == ["a", "b", "b", "a", "a"]
+
+
+def test_training_stream_raises_instead_of_spinning_on_an_empty_split():
+  source = _Listed(train=[])
+  stream = task_lib.training_stream(source, seed=3)
+  with pytest.raises(task_lib.EmptySplitError, 
+                     match="task 'listed' split 'train' yielded no examples"):
+    next(stream)
+  assert source.calls == 1
