@@ -135,8 +135,12 @@ def test_same_key_same_tokens(batch, model):
   again, _ = _run(model, Scripted(), [1, 2, 3, 5])
   for field in ("tokens", "loss_mask", "logprobs", "turn_ids", "lengths"):
     np.testing.assert_array_equal(getattr(again, field), getattr(out, field))
-  other, _ = _run(model, Scripted(), [1, 2, 3, 5], key=4)
+  programs = (multiturn._prefill_prompts, multiturn._decode_turn, multiturn._prefill_observation)
+  compiled = [p._cache_size() for p in programs]
+  other, _ = _run(model, Scripted(), [3, 1, 5, 2], key=4)
   assert not np.array_equal(other.tokens, out.tokens)
+  # Other contents, key and turn counts in the same shapes: nothing is compiled again.
+  assert [p._cache_size() for p in programs] == compiled
 
 
 def test_token_budget(model):
