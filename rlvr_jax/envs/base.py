@@ -63,12 +63,15 @@ class Episode:
       observation messages that followed it (appended by `rlvr_jax.rollout.multiturn`).
     tools: JSON-schema descriptions of the tools, passed to the chat template as ``tools``.
     state: the environment's per-episode scratch space (e.g. the Python tool's cell history).
+    steps: the `StepResult` of each assistant turn, in order (appended by the rollout): the
+      environment's feedback per turn, for reward methods and guided re-attempts.
   """
 
   example: Any
   messages: List[Message]
   tools: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
   state: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  steps: List["StepResult"] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -305,7 +305,8 @@ def rollout(
 
   Returns:
     ``(MultiTurnRollout with B = P * G rows, the B Episode objects)``; each episode's
-    ``messages`` hold the conversation (assistant turns as decoded text, observations).
+    ``messages`` hold the conversation (assistant turns as decoded text, observations) and its
+    ``steps`` the environment's `StepResult` per turn (``info`` included).
   """
   if min(max_turns, max_tokens, max_tokens_per_turn, max_observation_tokens, num_samples) <= 0:
     raise ValueError("max_turns, max_tokens, max_tokens_per_turn, max_observation_tokens and "
@@ -393,6 +394,7 @@ def rollout(
       episode = episodes[row]
       episode.messages.append({"role": "assistant", "content": text})
       episode.messages.extend(dict(m) for m in res.observations)
+      episode.steps.append(res)
       turn_rewards[row, turn] = res.reward
       tool_calls[row] += res.tool_calls
       tool_errors[row] += res.tool_errors

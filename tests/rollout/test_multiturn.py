@@ -86,6 +86,7 @@ def test_episodes_end_at_different_turns(batch):
   np.testing.assert_array_equal(out.tool_errors, [0, 0, 0, 0, 1, 1, 2, 2])
   assert [m["role"] for m in episodes[4].messages] == [
       "user", "assistant", "tool", "assistant", "tool", "assistant"]
+  assert [s.reward for s in episodes[4].steps] == [0.1, 0.1, 1.0]
   for row in range(8):
     model_spans = _spans(out.loss_mask[row] > 0)
     assert len(model_spans) == out.num_turns[row]
