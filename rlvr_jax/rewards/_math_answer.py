@@ -624,6 +624,8 @@ def parse(text: str) -> Optional[Answer]:
   combined = _combined_conditions(s)
   if combined is not None:
     return combined
+  if _is_words(s) and _number_from_words(text_key(s)) is not None:
+    return _parse_words(s)  # "one hundred and five" is one number, not a list.
   # Listed alternatives ("1 or 2", "1 \text{ and } 2") read as a list.
   s = re.sub(r"\\text\{\s*(?:or|and|,)\s*\}|\s+(?:or|and)\s+", ", ", s)
   for sign in ("\\pm", "\\mp"):
