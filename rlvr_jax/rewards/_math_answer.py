@@ -4,15 +4,20 @@ An answer string is normalised (unicode, spacing, delimiters, thousands separato
 one of a few structures, and two structures are compared by the rules below. Every rule is a
 policy decision; ``docs/rewards.md`` lists them with examples.
 
-* ``Scalar``: one expression, with flags for a decimal numeral, a percent sign and a degree sign.
+* ``Scalar``: one expression, with flags for a decimal numeral, a percent sign and a degree sign,
+  and the stated precision of a lone decimal numeral. Values are exact sympy numbers (decimals
+  become rationals) and compare exactly: see :func:`constant_equal` and :func:`scalar_equal`.
 * ``Text``: words (``\\text{Monday}``, ``no solution``); compared case-insensitively as strings.
+  Numbers and infinity written in words are Scalars.
 * ``Equation``: ``lhs = rhs [= ...]``.
-* ``RealSet``: intervals, unions and one-variable inequalities, as a sympy set over the reals.
+* ``RealSet``: intervals, unions, one-variable inequalities (also joined by "or"/"and"),
+  set-builder sets and ``\\mathbb{R}``, as a sympy set over the reals.
 * ``Relation``: any other (in)equation chain, compared side by side (or mirrored: ``a < b`` is
   ``b > a``).
 * ``Seq``: ``tuple`` (ordered), ``set`` (``\\{..\\}``, unordered), ``list`` (a bare comma list,
   unordered) or ``pair`` (``(a, b)``: an ordered pair or an open interval).
-* ``Matrix``: rows of scalars (``pmatrix``, ``bmatrix``, ``matrix``, ``array``).
+* ``Matrix``: rows of scalars (``pmatrix``, ``bmatrix``, ``matrix``, ``array``), possibly in
+  brackets and times a scalar factor.
 """
 
 from __future__ import annotations
@@ -370,10 +375,11 @@ def _strip_scalar_marks(s: str) -> tuple:
 
 
 _DECIMAL_NUMERAL_RE = re.compile(
-    r"^[+-]?\d*\.(\d+)(?:\s*(?:[eE]|\\times\s*10\s*\^|\\cdot\s*10\s*\^)\s*\{?\s*([+-]?\d+)\s*\}?)?$")
+    r"^[+-]?\d*\.(\d+)"
+    r"(?:\s*(?:[eE]|\\times\s*10\s*\^|\\cdot\s*10\s*\^)\s*\{?\s*([+-]?\d+)\s*\}?)?$")
 _SCALE_WORDS = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
-_SCALE_RE = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:\\text\{\s*)?(" + "|".join(_SCALE_WORDS)
-                       + r")s?(?:\s*\})?$", re.IGNORECASE)
+_SCALE_RE = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:\\text\{\s*)?("
+                       + "|".join(_SCALE_WORDS) + r")s?(?:\s*\})?$", re.IGNORECASE)
 
 
 def _ulp(body: str) -> Optional[sympy.Rational]:
@@ -599,7 +605,8 @@ def _named_set(s: str) -> Optional[Answer]:
 
 def _combined_conditions(s: str) -> Optional[RealSet]:
   """``x < 2 or x > 5`` (a union) and ``x > 1 and x < 3`` (an intersection) of real sets."""
-  for regex, word, combine in ((_OR_RE, " or ", sympy.Union), (_AND_RE, " and ", sympy.Intersection)):
+  for regex, word, combine in ((_OR_RE, " or ", sympy.Union),
+                               (_AND_RE, " and ", sympy.Intersection)):
     parts = _split_top(regex.sub(word, s), (word,))
     if len(parts) > 1:
       sets = [parse(p) for p in parts]

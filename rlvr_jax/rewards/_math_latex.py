@@ -120,6 +120,10 @@ class _Parser:
     t = self.peek(offset)
     return t[1] if t else None
 
+  def peek_kind(self) -> Optional[str]:
+    t = self.peek()
+    return t[0] if t else None
+
   def take(self) -> Tuple[str, str]:
     if self.i >= len(self.toks):
       raise ParseError("unexpected end of input")
@@ -175,7 +179,7 @@ class _Parser:
         if den == 0:
           raise ParseError("division by zero")
         value = value / den
-      elif self.peek() is not None and self.peek()[0] == "num" and self.toks[self.i - 1][0] == "num":
+      elif self.peek_kind() == "num" and self.toks[self.i - 1][0] == "num":
         # Two numerals side by side were separated by a space ("2 1/2", "12 13"): a mixed number
         # when a proper fraction of integers follows a whole number, otherwise not an expression
         # (juxtaposition would read "12 13" as 156).

@@ -115,26 +115,35 @@ def is_equivalent(pred: str, gold: str, *, rel_tol: Optional[float] = None,
 
   * multiple choice (gold ``B``, ``(B)``, ``\\text{(B)}``): the prediction must name exactly that
     letter (``B``, ``(B)``, ``B) 42``); naming two letters fails.
-  * numbers exactly (``1,000`` = ``1000``, ``0.5`` = ``\\frac12``, ``2\\frac12`` = ``5/2``); when a
-    decimal numeral meets a value without a finite decimal expansion, within relative tolerance
-    ``rel_tol`` (default 1e-4, the Qwen2.5-Math grader's: ``0.6667`` = ``2/3``, ``3.14`` is not
-    ``\\pi``, and ``4.0001`` is never ``4``); percent and degree signs may be dropped, and ``10\\%``
-    also equals ``0.1``, ``45^\\circ`` also ``\\pi/4``.
-  * expressions: exact for constants (30-digit evaluation), identity at random real points for
-    expressions with variables (``\\sin^2 x + \\cos^2 x`` = ``1``, ``\\sqrt{x^2}`` is not ``x``).
-  * ``x = 3``, ``f(x) = 3``, ``2+1 = 3`` match ``3`` (the left side names the quantity or is a
-    constant); gold ``x = 3`` accepts ``3`` but not ``2x = 6``; other equations match if one is a
-    non-zero multiple of the other.
-  * intervals, unions and one-variable inequalities compare as sets of reals; ``(a, b)`` is both an
-    ordered pair and an open interval.
+  * numbers exactly, never through floating point (``1,000`` = ``1000``, ``0.5`` = ``\\frac12``,
+    ``2\\frac12`` = ``2 1/2`` = ``5/2``; ``12345678901234568`` is not ``12345678901234567``).
+    A decimal never matches an exact gold it only approximates (``0.3333`` is not ``1/3``,
+    ``3.14`` is not ``\\pi``); a decimal gold states its precision, and an answer at least that
+    precise that rounds to it matches (``\\pi`` and ``3.1416`` match ``3.14``).
+  * percent: a sign on one side may be dropped or read as /100 (``25\\%`` = ``25`` = ``0.25``);
+    with signs on both sides the numbers must agree, so ``0.25\\%`` is not ``25\\%``. Degrees
+    likewise (``45^\\circ`` = ``45`` = ``\\pi/4``).
+  * expressions: exact for constants, identity at random rational points for expressions with
+    variables (``\\sin^2 x + \\cos^2 x`` = ``1``, ``\\sqrt{x^2}`` is not ``x``).
+  * ``x = 3``, ``3 = x``, ``f(x) = 3``, ``2+1 = 3`` match ``3`` (one side names the quantity or
+    the left side is a constant); gold ``x = 3`` accepts ``3`` but not ``2x = 6``; other
+    equations match if one is a non-zero multiple of the other.
+  * intervals, unions, one-variable inequalities (also joined by "or"/"and"), set-builder sets
+    and ``\\mathbb{R}`` compare as sets of reals; ``(a, b)`` is both an ordered pair and an open
+    interval.
   * ``\\{...\\}`` sets and bare comma lists are unordered, tuples ordered; a single-element list
     equals its element; a list never equals a single value (no credit for hedging).
-  * text answers compare case-insensitively, ignoring ``\\text{}`` markup.
+  * text answers compare case-insensitively, ignoring ``\\text{}`` markup; numbers and infinity
+    in words (``twelve``, ``negative infinity``) are numbers; a trailing unit or counted noun
+    (``5 \\text{ cm}``, ``12 apples``) is dropped.
+  * matrices in any bracket environment, also times a scalar (``2\\begin{pmatrix}..``).
 
   Args:
     pred: the predicted answer (e.g. from :func:`extract_answer`).
     gold: the reference answer.
-    rel_tol: relative tolerance when a decimal numeral is involved.
+    rel_tol: None (default) for the precision policy above; a float opts in to a looser grader
+      that also accepts a decimal within this relative tolerance of a value without a finite
+      decimal expansion (``0.6667`` for ``2/3`` at 1e-4).
     max_answer_chars: longer answers are refused.
 
   Returns:
@@ -171,7 +180,8 @@ def verify_in_process(completion: str, gold: str, *, rel_tol: Optional[float] = 
   return is_equivalent(pred, gold_answer, rel_tol=rel_tol, max_answer_chars=max_answer_chars)
 
 
-def _worker_verify(completion: str, gold: str, rel_tol: float, max_answer_chars: int) -> bool:
+def _worker_verify(completion: str, gold: str, rel_tol: Optional[float],
+                   max_answer_chars: int) -> bool:
   return verify_in_process(completion, gold, rel_tol=rel_tol, max_answer_chars=max_answer_chars)
 
 
@@ -211,7 +221,7 @@ def verify_batch(completions: Sequence[str], golds: Sequence[str], *,
     golds: reference answers, one per completion.
     timeout_s: per-item wall-clock limit; an item past it is killed and scores False.
     num_workers: worker processes (default: ``min(8, os.cpu_count())``). Ignored with ``pool``.
-    rel_tol: relative tolerance for decimals (see :func:`is_equivalent`).
+    rel_tol: opt-in relative tolerance for decimals (see :func:`is_equivalent`; default None).
     max_answer_chars: longer answers are refused.
     pool: a caller-owned :class:`WorkerPool` to use instead of the shared one.
     mp_context: start method of the shared pool.
@@ -236,7 +246,8 @@ def verify_batch(completions: Sequence[str], golds: Sequence[str], *,
 
 
 def verify(completion: str, gold: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-           rel_tol: Optional[float] = None, max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS) -> bool:
+           rel_tol: Optional[float] = None,
+           max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS) -> bool:
   """Whether ``completion``'s final answer equals ``gold``; False on any failure or timeout.
 
   Extraction follows :func:`extract_answer`, comparison :func:`is_equivalent`. The work runs in a
@@ -247,7 +258,7 @@ def verify(completion: str, gold: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
     completion: the model's output.
     gold: the reference answer (a bare answer, or a solution text whose last box is the answer).
     timeout_s: hard wall-clock limit for extraction and comparison.
-    rel_tol: relative tolerance for decimals.
+    rel_tol: opt-in relative tolerance for decimals (see :func:`is_equivalent`; default None).
     max_answer_chars: longer answers are refused.
   """
   return verify_batch([completion], [gold], timeout_s=timeout_s, num_workers=1, rel_tol=rel_tol,
