@@ -293,8 +293,9 @@ def rollout(
     max_turns: assistant turns per episode.
     max_tokens: ``T``, completion tokens per episode, observations included.
     max_tokens_per_turn: tokens per assistant turn (the decode program's static length).
-    max_observation_tokens: an observation longer than this ends its episode
-      (``END_TOKEN_BUDGET``); keep tool outputs short (the tools cut their text).
+    max_observation_tokens: tokens per observation; longer tool results are cut
+      (`envs.chat.observation_ids`); one that does not fit even then ends its episode
+      (``END_TOKEN_BUDGET``).
     processors, temperature, top_k, top_p, min_p: sampling, as in `generate.generate`.
     stop_token_ids: ids that end a turn; default the tokenizer's ``eos_token_id``.
     prompt_buckets: allowed prompt widths ``S``; default the next power of two (>= 16).
@@ -404,7 +405,8 @@ def rollout(
       if turn + 1 >= k:
         end_reason[row] = END_TURN_BUDGET
         continue
-      obs = chat.observation_ids(tokenizer, turn_tokens[row], res.observations)
+      obs = chat.observation_ids(tokenizer, turn_tokens[row], res.observations,
+                                 max_tokens=max_observation_tokens)
       # The observation must fit, and leave room for at least one more model token.
       if len(obs) > max_observation_tokens or used[row] + len(obs) + 1 > t_max:
         end_reason[row] = END_TOKEN_BUDGET

@@ -64,6 +64,22 @@ def test_char_template_observation(qwen_like):
       == chat.encode(tok, "4")
 
 
+def test_long_observations_are_cut_inside_the_content(qwen_like):
+  tok = qwen_like
+  turn = chat.encode(tok, "call") + [tok.eos_token_id]
+  observations = [{"role": "tool", "content": "x" * 300}, {"role": "tool", "content": "short"}]
+  full = chat.observation_ids(tok, turn, observations)
+  cut = chat.observation_ids(tok, turn, observations, max_tokens=120)
+  assert len(full) > 300 and len(cut) <= 120
+  text = tok.decode(cut)
+  # The framing and the next assistant header are whole; the long content is cut and marked.
+  assert text.startswith("\n<|im_start|>user\n<tool_response>\nxxx")
+  assert text.endswith("</tool_response><|im_end|>\n<|im_start|>assistant\n")
+  assert "x" * 200 not in text and text.count("[truncated]") == 1 and "short" in text
+  # Too small for even the framing: the untruncated ids come back for the caller to decide.
+  assert chat.observation_ids(tok, turn, observations, max_tokens=10) == full
+
+
 def test_non_append_only_template_is_rejected(qwen_like):
   tok = char_tokenizer.build()
   tok.chat_template = ("{% for m in messages %}{% if loop.last %}last:{% endif %}{{ m.content }}"

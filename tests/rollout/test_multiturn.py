@@ -8,6 +8,7 @@ import pytest
 from rlvr_jax import advantages
 from rlvr_jax.data import char_tokenizer
 from rlvr_jax.envs import base, chat
+from rlvr_jax.envs.tool_env import ToolEnvironment
 from rlvr_jax.models.config import preset
 from rlvr_jax.models.transformer import init_params
 from rlvr_jax.rollout import multiturn, scoring
@@ -188,3 +189,35 @@ def test_metrics_and_token_rewards(batch):
   returns = np.asarray(advantages.discounted_returns(token_rewards, out.loss_mask))
   first = np.argmax(out.loss_mask > 0, axis=-1)
   np.testing.assert_allclose(returns[np.arange(8), first], out.rewards, rtol=1e-6)
+
+
+class ScriptedToolUse(ToolEnvironment):
+  """A ToolEnvironment whose assistant turns are scripted (the random model's text is ignored):
+  turn 0 runs the example's code in the Python tool, turn 1 answers with the tool's output."""
+
+  def step(self, episode, text):
+    if not episode.steps:
+      return super().step(episode, f"```python\n{episode.example['code']}\n```\n")
+    return super().step(episode, "answer: " + episode.messages[-1]["content"].strip())
+
+
+def test_python_tool_through_the_rollout(model, tmp_path):
+  tok = model[0]
+  target = tmp_path / "owned"
+  env = ScriptedToolUse(["python"], lambda text, ex: float(text.endswith(ex["answer"])),
+                        tool_format="python_fence")
+  examples = [{"prompt": "six times seven", "code": "print(6 * 7)", "answer": "42"},
+              {"prompt": "hostile", "code": f"import os; os.system('touch {target}')",
+               "answer": "42"},
+              {"prompt": "state", "code": "x = 40\nx + 2", "answer": "42"},
+              {"prompt": "crash", "code": "1 / 0", "answer": "42"}]
+  out, episodes = _run(model, env, examples)
+  np.testing.assert_allclose(out.rewards, [1, 1, 0, 0, 1, 1, 0, 0])  # hostile, crash score 0
+  np.testing.assert_array_equal(out.tool_calls, [1] * 8)
+  np.testing.assert_array_equal(out.tool_errors, [0, 0, 1, 1, 0, 0, 1, 1])
+  np.testing.assert_array_equal(out.num_turns, [2] * 8)
+  assert not target.exists()
+  assert "violation" in episodes[2].messages[-2]["content"]
+  # The tool's output is in the trajectory as an observation (a hole in the loss mask).
+  hole = out.token_mask[0] & (out.loss_mask[0] == 0)
+  assert tok.decode(out.tokens[0, hole].tolist()).endswith("42\n")
