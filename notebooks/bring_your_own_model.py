@@ -6,7 +6,7 @@
 # From a Hugging Face checkpoint directory to one RL update, with the library's public pieces:
 #
 # 1. load the weights and tokenizer (`rlvr_jax.models.hf.load_hf`, `load_tokenizer`);
-# 2. sample a group of completions per prompt (`rlvr_jax.rollout.generate.generate`);
+# 2. sample a group of completions per prompt (`rlvr_jax.rollout.text_sampler.TextSampler`);
 # 3. score them with a verifier (`rlvr_jax.train.rewards_host.RewardScorer`, the task registry);
 # 4. turn rewards into advantages and take one GRPO step (`rlvr_jax.train.step`).
 #
@@ -36,9 +36,8 @@ from rlvr_jax import types
 from rlvr_jax.data import procedural
 from rlvr_jax.models import hf
 from rlvr_jax.objectives import presets
-from rlvr_jax.rollout.generate import generate
-from rlvr_jax.rollout.generate import pad_prompts
-from rlvr_jax.train import loop
+from rlvr_jax.rollout import text_sampler
+from rlvr_jax.train import batch as batch_lib
 from rlvr_jax.train import rewards_host
 from rlvr_jax.train import state as state_lib
 from rlvr_jax.train import step as step_lib
@@ -87,22 +86,16 @@ print(model_config)
 # ## Sample
 #
 # Prompts from the procedural arithmetic task (swap in your own `TaskSource`), rendered and
-# tokenised as the trainer does (`loop.prompt_token_ids` applies the chat template when a prompt
-# is a list of messages), left-padded to a bucket, then `G` samples each.
+# tokenised as the trainer does (`TextSampler` applies the chat template when a prompt is a list
+# of messages and stops at the tokenizer's end tokens), left-padded to a bucket, then `G` samples
+# each.
 
 # %%
 task = procedural.get("arithmetic", min_value=0, max_value=99, ops=("+",))
 examples = procedural.take(task, "train", NUM_PROMPTS)
-add_bos = tokenizer.bos_token_id is not None
-prompt_ids = [loop.prompt_token_ids(tokenizer, e, add_bos=add_bos) for e in examples]
-pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-prompt_tokens, prompt_mask = pad_prompts(prompt_ids, (16, 64, 256, 1024), pad_id)
-samples = generate(
-    params, model_config, prompt_tokens, prompt_mask, jax.random.key(0),
-    num_samples=NUM_SAMPLES, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0,
-    stop_token_ids=loop.stop_token_ids(tokenizer), pad_token_id=pad_id)
-texts = loop.decode_completions(tokenizer, np.asarray(samples.tokens),
-                                np.asarray(samples.lengths))
+sampler = text_sampler.TextSampler(model_config, tokenizer, (16, 64, 256, 1024), MAX_NEW_TOKENS,
+                                   add_bos=tokenizer.bos_token_id is not None)
+samples, texts = sampler.sample(params, examples, jax.random.key(0), num_samples=NUM_SAMPLES)
 for i, e in enumerate(examples):
   print(f"{e.prompt!r} (gold {e.answer}):", texts[i * NUM_SAMPLES:(i + 1) * NUM_SAMPLES])
 
@@ -129,7 +122,7 @@ print("reward = verifier + 0.1 * digit fraction:\n", rewards.round(3))
 # ## One GRPO step
 #
 # The same pieces the trainer chains: the objective's reward transform and advantage
-# (`loop.make_advantage_fn`), a `LossBatch` of constants (old log-probs from the sampler, the
+# (`rlvr_jax.train.batch.make_advantage_fn`), a `LossBatch` of constants (old log-probs from the sampler, the
 # reference equal to the current policy), and the jit'd update of `rlvr_jax.train.step`, which
 # recomputes the policy's log-probs with the model's chunked scorer and applies optax.
 
@@ -142,7 +135,7 @@ inputs = types.AdvantageInputs(
     tokens=samples.tokens.reshape(p, g, t), lengths=samples.lengths.reshape(p, g),
     truncated=samples.truncated.astype(jnp.float32).reshape(p, g),
     token_rewards=jnp.zeros((p, g, t)))
-shaped, advantages = loop.make_advantage_fn(objective)(inputs)
+shaped, advantages = batch_lib.make_advantage_fn(objective)(inputs)
 print("advantages per sequence:\n", np.asarray(advantages[..., 0]).round(2))
 
 batch = step_lib.TrainBatch(

@@ -3,7 +3,7 @@
 # %% [markdown]
 # # Tiny GRPO on a CPU
 #
-# The CPU demo of `experiments/configs/default.py`, run from a notebook: a ~0.1M-parameter
+# The CPU demo of `experiments/configs/demo.py`, run from a notebook: a ~0.1M-parameter
 # Llama-style model with a character tokenizer learns 2-digit addition, first by a short
 # supervised warm-up, then by GRPO against an exact-integer verifier. Nothing is downloaded.
 #
@@ -17,7 +17,7 @@
 # demo's 800 steps with a smaller held-out evaluation, so that the notebook executes in CI in a
 # few minutes: enough for the training reward to rise visibly, not for the demo's full held-out
 # gain. Set `SCALE = 1.0` to run the demo config as it is (about five minutes); its settings live
-# in `experiments/configs/default.py`.
+# in `experiments/configs/demo.py`.
 
 # %%
 import os
@@ -35,10 +35,11 @@ from IPython import display
 # experiments/ (the config files) lives at the repository root, next to notebooks/.
 ROOT = pathlib.Path.cwd().parent if pathlib.Path.cwd().name == "notebooks" else pathlib.Path.cwd()
 sys.path.insert(0, str(ROOT))
-from experiments.configs import default as default_config  # pylint: disable=g-import-not-at-top
+from experiments.configs import demo  # pylint: disable=g-import-not-at-top
 
-from rlvr_jax.data import procedural
+from rlvr_jax.data import task as task_lib
 from rlvr_jax.models import transformer
+from rlvr_jax.train import builders
 from rlvr_jax.train import checkpoint
 from rlvr_jax.train import loop
 from rlvr_jax.train import metrics_writer
@@ -54,9 +55,10 @@ jax.config.update("jax_compilation_cache_dir",
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def demo_config(scale: float):
-  """The default demo config; below scale 1, fewer RL steps and a smaller held-out evaluation."""
-  config = default_config.get_config()
+def demo_config(scale: float, objective: str = "grpo"):
+  """The demo config with preset ``objective``; below scale 1, fewer RL steps and a smaller
+  held-out evaluation."""
+  config = demo.get_config(objective)
   if scale < 1:
     config.rl.num_steps = max(6, int(config.rl.num_steps * scale))
     # Evaluate in batches of the rollout's shape, so evaluation reuses its compiled sampler.
@@ -73,8 +75,9 @@ def demo_config(scale: float):
 config = demo_config(SCALE)
 print(f"SFT steps {config.sft.num_steps}, GRPO steps {config.rl.num_steps}, "
       f"{config.rl.num_prompts} prompts x {config.rl.num_samples} samples per step, "
-      f"objective {config.rl.objective!r}, held-out prompts {config.eval.num_prompts}")
-print("one training example:", next(loop.build_task(config).examples("train", 0)))
+      f"objective {config.rl.objective.name!r}, held-out prompts {config.eval.num_prompts}")
+print("objective hyperparameters:", config.rl.objective.to_dict())
+print("one training example:", next(builders.build_task(config).examples("train", 0)))
 
 # %% [markdown]
 # ## Train, with a live plot
@@ -136,7 +139,7 @@ def run_live(config, workdir, runs, refresh_s=2.0):
   return result["summary"]
 
 
-runs = {config.rl.objective: WORKDIR}
+runs = {config.rl.objective.name: WORKDIR}
 summary = run_live(config, WORKDIR, runs)
 
 # %% [markdown]
@@ -144,28 +147,27 @@ summary = run_live(config, WORKDIR, runs)
 #
 # The run wrote the policy as it was after the warm-up, i.e. *before RL*, to
 # `warmup_params.msgpack` in its workdir, and the policy after RL to its last checkpoint. We load
-# both and sample the same held-out prompts with the loop's own `Sampler` (same shapes and
+# both and sample the same held-out prompts with the loop's own `TextSampler` (same shapes and
 # temperature as training, so nothing is recompiled), scored by the task's verifier.
 
 # %%
-tokenizer = loop.build_tokenizer(config)
-model_config, _ = loop.build_model(config, tokenizer, jax.random.key(0))
+tokenizer = builders.build_tokenizer(config)
+model_config = builders.build_model_config(config, tokenizer)
 abstract = jax.eval_shape(lambda k: transformer.init_params(model_config, k), jax.random.key(0))
-WARMUP = os.path.join(WORKDIR, loop.WARMUP_PARAMS_FILE)
+WARMUP = os.path.join(WORKDIR, builders.WARMUP_PARAMS_FILE)
 policies = {
     "before RL": checkpoint.load_params(WARMUP, abstract),
     "after RL": checkpoint.restore_partial(os.path.join(WORKDIR, "checkpoints"),
                                            {"params": abstract})["params"],
 }
-sampler = loop.Sampler(model_config, tokenizer, tuple(config.data.prompt_buckets),
-                       config.rl.max_new_tokens, config.data.add_bos)
-examples = loop.heldout_examples(loop.build_task(config), config.rl.num_prompts, seed=123)
+sampler = builders.build_sampler(config, model_config, tokenizer)
+examples = task_lib.distinct_examples(builders.build_task(config), "test", config.rl.num_prompts,
+                                      seed=123)
 G = config.rl.num_samples
 texts, solved = {}, {}
 with rewards_host.RewardScorer(num_workers=0) as scorer:
   for name, params in policies.items():
-    _, texts[name] = sampler(params, examples, jax.random.key(1), num_samples=G,
-                             temperature=config.rl.temperature)
+    _, texts[name] = sampler.sample(params, examples, jax.random.key(1), num_samples=G)
     scores = scorer(texts[name], [e for e in examples for _ in range(G)]).rewards
     solved[name] = scores.reshape(len(examples), G).mean(axis=1)
     print(f"{name}: {solved[name].mean():.3f} of {len(examples)} x {G} samples correct")
@@ -179,22 +181,20 @@ for i, example in enumerate(examples[:8]):
 #
 # Same seed, same data and the *same warm-up*: `sft.init_from` starts the second run from the
 # first run's `warmup_params.msgpack`, so it skips the warm-up and only the knob differs. The
-# knob here is the objective. `rl.objective` names any preset
-# of `rlvr_jax.objectives.presets` (`rl.objective_overrides` changes its hyperparameters, e.g.
-# `{"epsilon_high": 0.28}`); other knobs worth a try are `rl.num_samples` (the group size G),
-# `rl.temperature` and `optimizer.learning_rate`. Both runs are drawn together.
+# knob here is the objective: `demo_config(SCALE, "dr_grpo")` builds `rl.objective` from any
+# preset of `rlvr_jax.objectives.presets`, with each of its hyperparameters a field of its own
+# (e.g. `config_b.rl.objective.epsilon_high = 0.28`); other knobs worth a try are
+# `rl.num_samples` (the group size G), `rl.temperature` and `optimizer.learning_rate`. Both runs
+# are drawn together.
 
 # %%
 KNOB, VALUE = "objective", "dr_grpo"
 
-config_b = demo_config(SCALE)
+config_b = demo_config(SCALE, VALUE)
 config_b.sft.init_from = WARMUP
-config_b.rl[KNOB] = VALUE
-# The demo's overrides ({"kl_coef": 0.0}) are GRPO's keyword arguments; another preset takes its
-# own (Dr. GRPO's default β is already 0).
-config_b.rl.objective_overrides = {}
 workdir_b = tempfile.mkdtemp(prefix="tiny_grpo_b_")
 runs[f"{KNOB}={VALUE}"] = workdir_b
 summary_b = run_live(config_b, workdir_b, runs)
 for key in sorted(k for k in summary if k.startswith("after/")):
-  print(f"{key}: {config.rl.objective} {summary[key]:.3f}   {KNOB}={VALUE} {summary_b[key]:.3f}")
+  print(f"{key}: {config.rl.objective.name} {summary[key]:.3f}   {KNOB}={VALUE} "
+        f"{summary_b[key]:.3f}")

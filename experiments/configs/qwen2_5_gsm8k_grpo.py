@@ -10,8 +10,9 @@ Data: JSONL records ``{"question": ..., "answer": "<solution> #### 72"}`` (the G
 chat messages with the ``gsm8k`` answer-format instruction, rendered by the model's chat template.
 
 Hyper-parameters follow the GRPO paper (arXiv 2402.03300 §4.1: lr 1e-6, β = 0.04 k3 KL, ε = 0.2,
-one update per rollout; the objective's ε and β are spelled out below) with a batch sized for one accelerator (64 prompts × 8 samples); the
-fields are ordinary config entries, so ``--config.rl.num_samples=16`` etc. override them.
+one update per rollout; the objective's ε and β are spelled out below) with a batch sized for one
+accelerator (64 prompts × 8 samples); the fields are ordinary config entries, so
+``--config.rl.num_samples=16`` or ``--config.rl.objective.kl_coef=0.0`` override them.
 """
 
 import ml_collections

@@ -1,4 +1,4 @@
-"""The RL loop: collect → stages → score → advantages → update epochs → log, evaluate, checkpoint.
+"""The RL loop: collect → stages → score → advantages → update epochs → log, eval, checkpoint.
 
 One step of :func:`train` (config fields under ``config.rl`` unless named):
 
@@ -229,68 +229,70 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   progress = metrics_writer.ProgressBar(rl.num_steps, initial=start_step,
                                         keys=("reward", "loss"), every=config.log_every)
 
-  for step in range(start_step, rl.num_steps):
-    t0 = time.time()
-    scorer.reset()
-    collected = dynamic_sampling.collect(
-        stream, position, step=step, params=state.params, run=run, scorer=scorer,
-        sample_key=sample_key, prompt_width=prompt_width,
-        dynamic_sampling=rl.dynamic_sampling)
-    ctx = stage_base.StepContext(step, state.params, collected.examples, run, scorer,
-                                 sample_key, prompt_width, logprobs_fn)
-    group, metrics, position = collected.group, dict(collected.metrics), collected.position
-    for stage in stages:
-      group, stage_metrics = stage(ctx, group)
-      metrics.update(stage_metrics)
-    t1 = time.time()
+  try:  # an error (a stopped run too) still completes pending checkpoint writes and closes
+    for step in range(start_step, rl.num_steps):
+      t0 = time.time()
+      scorer.reset()
+      collected = dynamic_sampling.collect(
+          stream, position, step=step, params=state.params, run=run, scorer=scorer,
+          sample_key=sample_key, prompt_width=prompt_width,
+          dynamic_sampling=rl.dynamic_sampling)
+      ctx = stage_base.StepContext(step, state.params, collected.examples, run, scorer,
+                                   sample_key, prompt_width, logprobs_fn)
+      group, metrics, position = collected.group, dict(collected.metrics), collected.position
+      for stage in stages:
+        group, stage_metrics = stage(ctx, group)
+        metrics.update(stage_metrics)
+      t1 = time.time()
 
-    old_logprobs = (ctx.group_logprobs(group) if rl.recompute_old_logprobs
-                    else group["logprobs"])
-    ref_logprobs = (ctx.group_logprobs(group, params=state.ref_params)
-                    if objective.needs_reference else np.zeros_like(group["mask"]))
-    inputs = batch_lib.advantage_inputs(group, old_logprobs, ref_logprobs, step,
-                                        objective.advantage_reads)
-    rewards, advantages = batch_lib.group_advantages(advantage_fn, inputs, group["valid"])
-    batch = batch_lib.train_batch(group, rewards, advantages, old_logprobs, ref_logprobs,
-                                  objective.loss_reads)
-    if batch_callback is not None:
-      batch_callback(step, dict(group=group, batch=batch, advantage_inputs=inputs,
-                                examples=collected.examples, params=state.params))
-    t2 = time.time()
+      old_logprobs = (ctx.group_logprobs(group) if rl.recompute_old_logprobs
+                      else group["logprobs"])
+      ref_logprobs = (ctx.group_logprobs(group, params=state.ref_params)
+                      if objective.needs_reference else np.zeros_like(group["mask"]))
+      inputs = batch_lib.advantage_inputs(group, old_logprobs, ref_logprobs, step,
+                                          objective.advantage_reads)
+      rewards, advantages = batch_lib.group_advantages(advantage_fn, inputs, group["valid"])
+      batch = batch_lib.train_batch(group, rewards, advantages, old_logprobs, ref_logprobs,
+                                    objective.loss_reads)
+      if batch_callback is not None:
+        batch_callback(step, dict(group=group, batch=batch, advantage_inputs=inputs,
+                                  examples=collected.examples, params=state.params))
+      t2 = time.time()
 
-    state, per_update = _update_epochs(state, batch, update, rl=rl, seed=config.seed, step=step,
-                                       width=width, mesh=mesh)
-    guard.update(step + 1, [m.get(guards.SKIPPED, 0.0) for m in per_update],
-                 last_checkpoint=ckpt.latest_step())
-    if rl.ref_refresh_steps and (step + 1) % rl.ref_refresh_steps == 0:
-      state = state.replace(ref_params=jax.tree.map(jnp.copy, state.params))
-    t3 = time.time()
+      state, per_update = _update_epochs(state, batch, update, rl=rl, seed=config.seed, step=step,
+                                         width=width, mesh=mesh)
+      guard.update(step + 1, [m.get(guards.SKIPPED, 0.0) for m in per_update],
+                   last_checkpoint=ckpt.latest_step())
+      if rl.ref_refresh_steps and (step + 1) % rl.ref_refresh_steps == 0:
+        state = state.replace(ref_params=jax.tree.map(jnp.copy, state.params))
+      t3 = time.time()
 
-    metrics.update(guards.mean_over_updates(per_update))
-    metrics.update(step_metrics.generation_metrics(collected.rounds))
-    metrics.update(step_metrics.advantage_metrics(rewards, advantages, inputs.mask))
-    metrics.update(step_metrics.timing_metrics(
-        rollout_s=t1 - t0 - scorer.seconds, reward_s=scorer.seconds, advantage_s=t2 - t1,
-        update_s=t3 - t2, generated_tokens=metrics["num_tokens"],
-        trained_tokens=rl.num_iterations * float(batch.loss.mask.sum())))
-    metrics["data_position"] = float(position)
-    if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < rl.num_steps:
-      metrics.update({f"eval/{k}": v for k, v in evaluate(state.params, heldout,
-                                                          eval_key).items()})
-    writer.write(step + 1, metrics)
-    if jax.process_index() == 0:
-      progress.update(step + 1, metrics)
-    if config.checkpoint.every and ((step + 1) % config.checkpoint.every == 0
-                                    or step + 1 == rl.num_steps):
-      ckpt.save(step + 1, state, {
-          "data_position": position, "before": extras.get("before", {}),
-          "runtime_s": runtime_before + time.time() - start_time,
-          "config": checkpoint_lib.to_jsonable(config)})
+      metrics.update(guards.mean_over_updates(per_update))
+      metrics.update(step_metrics.generation_metrics(collected.rounds))
+      metrics.update(step_metrics.advantage_metrics(rewards, advantages, inputs.mask))
+      metrics.update(step_metrics.timing_metrics(
+          rollout_s=t1 - t0 - scorer.seconds, reward_s=scorer.seconds, advantage_s=t2 - t1,
+          update_s=t3 - t2, generated_tokens=metrics["num_tokens"],
+          trained_tokens=rl.num_iterations * float(batch.loss.mask.sum())))
+      metrics["data_position"] = float(position)
+      if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < rl.num_steps:
+        metrics.update({f"eval/{k}": v for k, v in evaluate(state.params, heldout,
+                                                            eval_key).items()})
+      writer.write(step + 1, metrics)
+      if jax.process_index() == 0:
+        progress.update(step + 1, metrics)
+      if config.checkpoint.every and ((step + 1) % config.checkpoint.every == 0
+                                      or step + 1 == rl.num_steps):
+        ckpt.save(step + 1, state, {
+            "data_position": position, "before": extras.get("before", {}),
+            "runtime_s": runtime_before + time.time() - start_time,
+            "config": checkpoint_lib.to_jsonable(config)})
 
-  after = evaluate(state.params, heldout, eval_key) if heldout else {}
-  ckpt.close()
-  scorer.close()
-  writer.close()
+    after = evaluate(state.params, heldout, eval_key) if heldout else {}
+  finally:
+    ckpt.close()
+    scorer.close()
+    writer.close()
   summary = {"steps": int(rl.num_steps), "runtime_s": runtime_before + time.time() - start_time,
              **{f"before/{k}": v for k, v in extras.get("before", {}).items()},
              **{f"after/{k}": v for k, v in after.items()}}

@@ -5,6 +5,7 @@ with the in-code character tokenizer and a chat template), and the data is a tin
 JSONL file, so nothing is downloaded.
 """
 
+import importlib
 import json
 import os
 import subprocess
@@ -61,7 +62,9 @@ def _overrides(hf_dir, files):
 
 @pytest.mark.parametrize("recipe,extra", [
     ("qwen2_5_gsm8k_grpo", []),
-    ("qwen2_5_gsm8k_dapo", ["--config.rl.num_mini_batches=2"]),
+    # One objective hyperparameter from the command line changes that value and nothing else.
+    ("qwen2_5_gsm8k_dapo", ["--config.rl.num_mini_batches=2",
+                            "--config.rl.objective.epsilon_high=0.3"]),
 ])
 def test_recipe_runs_end_to_end(tmp_path, hf_dir, gsm8k_files, recipe, extra):
   workdir = tmp_path / "run"
@@ -75,6 +78,16 @@ def test_recipe_runs_end_to_end(tmp_path, hf_dir, gsm8k_files, recipe, extra):
   assert "held-out pass@1" in proc.stdout
   config = json.load(open(workdir / "config.json"))
   assert config["rl"]["num_steps"] == 2
+  # config.json holds every resolved hyperparameter of the objective.
+  from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
+  recipe_objective = importlib.import_module(f"experiments.configs.{recipe}").get_config(
+      ).rl.objective.to_dict()
+  assert set(config["rl"]["objective"]) == {"name", *presets.defaults(recipe_objective["name"])}
+  if recipe.endswith("dapo"):
+    assert recipe_objective["epsilon_high"] == 0.28 and recipe_objective["max_length"] == 512
+    assert config["rl"]["objective"] == dict(recipe_objective, epsilon_high=0.3)
+  else:
+    assert config["rl"]["objective"] == recipe_objective
   assert config["model"]["hf_dir"] == hf_dir
   records = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
   assert [r["step"] for r in records] == [1, 2]

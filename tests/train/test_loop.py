@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -119,3 +120,32 @@ def test_out_of_range_config_fails_before_any_work(tmp_path, field, value, messa
   with pytest.raises(ValueError, match=message):
     loop.train(config, str(tmp_path / "run"))  # raises before the warm-up, or it would hang
   assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_non_finite_updates_are_skipped_and_stop_the_run_with_a_good_checkpoint(tmp_path):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import guards  # pylint: disable=g-import-not-at-top
+
+  def nan_loss(logprobs, batch, counts, entropy=None):
+    del counts, entropy
+    return jnp.sum(logprobs * batch.mask) * jnp.nan, {}
+
+  presets.register("test_loop/nan_loss", lambda: dataclasses.replace(
+      presets.get("grpo", kl_coef=0.0), name="test_loop/nan_loss", loss=nan_loss))
+  config = tiny.tiny_config("test_loop/nan_loss", num_steps=4, sft_steps=0)
+  config.rl.max_skipped_updates = 2
+  config.checkpoint.every = 1
+  with pytest.raises(guards.TooManySkippedUpdates, match="step 2"):
+    loop.train(config, str(tmp_path))
+  records = _records(tmp_path)
+  assert [r["step"] for r in records] == [1]  # step 2 stopped before it was logged or saved
+  assert records[0]["update/skipped"] == 1
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints"))
+  assert ckpt.all_steps() == [1]
+  state, _ = ckpt.restore(1)
+  leaves = [np.asarray(x) for x in jax.tree.leaves(state["params"])]
+  assert leaves and all(np.isfinite(x).all() for x in leaves)
+  assert int(state["step"]) == 0  # the skipped update did not count

@@ -61,8 +61,8 @@ class DynamicSamplingState:
     return self.full(target_groups) or (max_rounds > 0 and self.num_rounds >= max_rounds)
 
 
-def filter_and_accumulate(state: DynamicSamplingState, batch: base.GroupBatch, rewards: np.ndarray, *,
-                          atol: float = 0.0) -> DynamicSamplingState:
+def filter_and_accumulate(state: DynamicSamplingState, batch: base.GroupBatch,
+                          rewards: np.ndarray, *, atol: float = 0.0) -> DynamicSamplingState:
   """One round of DAPO dynamic sampling: keep the groups with reward variance, append them.
 
   As verl's ``filter_groups`` (``std > 0 or len == 1``), single-sample groups (``G == 1``) are
