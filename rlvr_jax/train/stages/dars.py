@@ -25,8 +25,8 @@ from rlvr_jax.train.stages import base
 DEFAULTS = dict(schedule="ET", n_max=0, use_std=False, upper=1.0)
 
 
-def dars_extra_rollouts(accuracy: np.ndarray, n: int, n_max: int, *, schedule: str = "ET",
-                        use_std: bool = False, zero_accuracy_eps: float = 1e-6) -> np.ndarray:
+def dars_extra_rollouts(accuracy: np.ndarray, group_size: int, n_max: int, *,
+                        schedule: str = "ET", use_std: bool = False, zero_accuracy_eps: float = 1e-6) -> np.ndarray:
   """Extra rollouts per prompt, DARS (arXiv 2508.13755) stage 2.
 
   With ``S(a) = 2a(1-a)`` (``use_std=False``; GRPO without std, ``A_peak = N/2``) or
@@ -36,42 +36,42 @@ def dars_extra_rollouts(accuracy: np.ndarray, n: int, n_max: int, *, schedule: s
   * ``a <= zero_accuracy_eps`` is treated as ``a = 0.5 / N``; ``a >= 0.5`` gets no extra samples;
   * ET (equal treatment): ``dN = (A_peak - N S(a)) / S(a)``;
   * HW (hardness weighted): ``dN = (2 (1 - a) A_peak - N S(a)) / S(a)``;
-  * ``dN = min(ceil(dN), n_max - n)``.
+  * ``dN = min(ceil(dN), n_max - N)``.
 
   Worked examples (N=8, no std): a=1/8 → ET 11, HW 24; a=3/8 → ET 1, HW 3. Checked against
   ``schedule_ET``/``schedule_HW`` of the DARS code (same formula, same plain ``ceil``).
 
   Args:
-    accuracy: ``[P]`` stage-1 accuracy of each prompt's ``n`` samples.
-    n: stage-1 samples per prompt.
+    accuracy: ``[P]`` stage-1 accuracy of each prompt's ``group_size`` samples.
+    group_size: ``N``, stage-1 samples per prompt.
     n_max: cap on total samples per prompt.
     schedule: ``"ET"`` or ``"HW"``.
     use_std: whether the advantage divides by the group std.
     zero_accuracy_eps: accuracies at or below this count as zero.
 
   Returns:
-    ``[P]`` int64 extra samples, in ``[0, n_max - n]``.
+    ``[P]`` int64 extra samples, in ``[0, n_max - group_size]``.
   """
   if schedule not in ("ET", "HW"):
     raise ValueError(f"schedule must be 'ET' or 'HW', got {schedule!r}.")
-  if n_max < n:
-    raise ValueError(f"n_max ({n_max}) must be >= n ({n}).")
+  if n_max < group_size:
+    raise ValueError(f"n_max ({n_max}) must be >= group_size ({group_size}).")
   acc = np.asarray(accuracy, dtype=np.float64)
   if acc.ndim != 1:
     raise ValueError(f"accuracy must be [P], got shape {acc.shape}.")
-  a = np.where(acc <= zero_accuracy_eps, 0.5 / n, acc)
+  a = np.where(acc <= zero_accuracy_eps, 0.5 / group_size, acc)
   # Clip away from {0, 1} only to keep the division finite where the result is discarded.
   a_safe = np.clip(a, 1e-12, 1 - 1e-12)
   if use_std:
     s = 2.0 * np.sqrt(a_safe * (1.0 - a_safe))
-    peak = float(n)
+    peak = float(group_size)
   else:
     s = 2.0 * a_safe * (1.0 - a_safe)
-    peak = 0.5 * n
+    peak = 0.5 * group_size
   target = peak if schedule == "ET" else 2.0 * (1.0 - a_safe) * peak
-  dn = np.ceil((target - n * s) / s)
+  dn = np.ceil((target - group_size * s) / s)
   dn = np.where(a >= 0.5, 0.0, np.maximum(dn, 0.0))
-  return np.minimum(dn, n_max - n).astype(np.int64)
+  return np.minimum(dn, n_max - group_size).astype(np.int64)
 
 
 def dars_keep_mask(accuracy: np.ndarray, upper: float = 1.0) -> np.ndarray:
