@@ -68,7 +68,9 @@ def check_arguments(schema: Schema, arguments: Dict[str, Any]) -> Optional[str]:
   """Why ``arguments`` do not fit the schema (missing/unknown names, wrong JSON types), or None.
 
   A subset of JSON Schema: ``required``, the property names and each property's ``type``;
-  enough to catch the mistakes a model makes, without a validation library.
+  enough to catch the mistakes a model makes, without a validation library. Unlike JSON Schema's
+  default, names not in ``properties`` are rejected unless ``additionalProperties`` is true (a
+  misspelt argument should reach the model as an error, not vanish into ``**kwargs``).
   """
   parameters = normalize_schema(schema)["function"]["parameters"]
   properties = parameters["properties"]
@@ -305,6 +307,8 @@ class PythonTool:
       state["python_cells"] = cells
     text = result.stdout
     if not ok:
+      if text and not text.endswith("\n"):
+        text += "\n"
       detail = result.stderr.strip().splitlines()[-3:] if result.stderr.strip() else []
       text += f"{result.status}" + (": " + "\n".join(detail) if detail else "")
     if len(text) > self.max_output_chars:
