@@ -173,21 +173,25 @@ class Projection(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
+    """``x [..., *I] -> [..., *features]`` in the compute dtype."""
     cfg = self.config
     axis = tuple(a % x.ndim for a in self.axis)
     in_shape = tuple(x.shape[a] for a in axis)
+    dtype = cfg.compute_dtype
+    contract = ((axis, tuple(range(len(axis)))), ((), ()))
     stored = self.get_variable("params", "kernel") if self.has_variable("params", "kernel") \
         else None
     if quant.is_quantized(stored):
-      kernel = quant.dequantize(stored, cfg.compute_dtype)
+      # Rematerialised, so that the backward pass dequantises again instead of keeping every
+      # layer's float kernel (which would undo the memory saving of a quantised base).
+      out = jax.checkpoint(lambda x, q: jax.lax.dot_general(
+          x.astype(dtype), quant.dequantize(q, dtype), contract))(x, stored)
     else:
       def init_flat(rng, shape, dtype):
         flat = (int(np.prod(in_shape)), int(np.prod(self.features)))
         return nn.initializers.normal(_INIT_STD)(rng, flat, dtype).reshape(shape)
       kernel = self.param("kernel", init_flat, in_shape + self.features, cfg.params_dtype)
-    dtype = cfg.compute_dtype
-    out = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype),
-                              ((axis, tuple(range(len(axis)))), ((), ())))
+      out = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), contract)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, self.features, cfg.params_dtype)
       out = out + bias.astype(dtype)

@@ -128,3 +128,29 @@ def test_sharded_train_state_with_a_quantised_frozen_base(base):
   assert jax.tree.structure(shardings.frozen) == jax.tree.structure(frozen)
   out = jax.jit(lambda s: _logits(lora.attach(s.frozen, s.params, config)))(state)
   np.testing.assert_allclose(out, _logits(frozen), atol=1e-5)
+
+
+def test_backward_pass_does_not_keep_dequantised_kernels():
+  """The gradient w.r.t. the adapters re-dequantises in the backward pass: its compiled scratch
+  memory grows by less than half the float kernels' size over a float base (without the
+  rematerialisation it grows by more than all of them)."""
+  cfg = preset("tiny", hidden_size=128, intermediate_size=256, num_heads=2, num_kv_heads=2,
+                head_dim=64, num_layers=4)
+  base = init_params(cfg, jax.random.PRNGKey(0))
+  tokens, mask = jnp.zeros((1, 8), jnp.int32), jnp.ones((1, 8), bool)
+  kernels = sum(x.nbytes for path, x in jax.tree_util.tree_leaves_with_path(base["layers"])
+                if "kernel" in jax.tree_util.keystr(path))
+  scratch = {}
+  for method in ("none", "nf4"):
+    config = lora.LoraConfig(rank=4, base_quantization=method)
+    frozen = lora.prepare_base(base, config)
+    adapters = lora.init_adapters(cfg, config, jax.random.PRNGKey(1))
+
+    def loss(adapters, frozen, config=config):
+      logits = Transformer(cfg).apply({"params": lora.attach(frozen, adapters, config)}, tokens,
+                                      jnp.broadcast_to(jnp.arange(8), (1, 8)), mask)[0]
+      return jnp.sum(logits)
+
+    compiled = jax.jit(jax.grad(loss)).lower(adapters, frozen).compile()
+    scratch[method] = compiled.memory_analysis().temp_size_in_bytes
+  assert scratch["nf4"] - scratch["none"] < kernels / 2, (scratch, kernels)
