@@ -9,6 +9,7 @@ from rlvr_jax import advantages
 from rlvr_jax.data import char_tokenizer
 from rlvr_jax.envs import base, chat
 from rlvr_jax.envs.tool_env import ToolEnvironment
+from rlvr_jax.models import partition
 from rlvr_jax.models.config import preset
 from rlvr_jax.models.transformer import init_params
 from rlvr_jax.rollout import multiturn, scoring
@@ -221,3 +222,13 @@ def test_python_tool_through_the_rollout(model, tmp_path):
   # The tool's output is in the trajectory as an observation (a hole in the loss mask).
   hole = out.token_mask[0] & (out.loss_mask[0] == 0)
   assert tok.decode(out.tokens[0, hole].tolist()).endswith("42\n")
+
+
+def test_sharded_params_give_the_same_trajectories(batch, model):
+  tok, config, params = model
+  devices = np.array(jax.devices()[:4]).reshape(1, 2, 2)
+  mesh = jax.sharding.Mesh(devices, ("data", "fsdp", "tensor"))
+  sharded = jax.device_put(params, partition.param_shardings(params, mesh))
+  out, _ = _run((tok, config, sharded), Scripted(), [1, 2, 3, 5])
+  np.testing.assert_array_equal(out.tokens, batch[0].tokens)
+  np.testing.assert_allclose(out.logprobs, batch[0].logprobs, atol=1e-5)
