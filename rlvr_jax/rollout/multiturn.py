@@ -297,7 +297,9 @@ def rollout(
       (`envs.chat.observation_ids`); one that does not fit even then ends its episode
       (``END_TOKEN_BUDGET``).
     processors, temperature, top_k, top_p, min_p: sampling, as in `generate.generate`.
-    stop_token_ids: ids that end a turn; default the tokenizer's ``eos_token_id``.
+    stop_token_ids: ids that end a turn; default the tokenizer's ``eos_token_id``. Pass the
+      chat template's end-of-turn ids when they differ (Qwen base models: ``<|im_end|>``;
+      Llama 3: ``<|eot_id|>`` and ``<|eom_id|>``).
     prompt_buckets: allowed prompt widths ``S``; default the next power of two (>= 16).
     max_cache_slots: cache slots after the prompt; default
       ``max_turns * max_tokens_per_turn + (max_turns - 1) * max_observation_tokens``.
@@ -319,7 +321,7 @@ def rollout(
   if pad_token_id is None:
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
   if stop_token_ids is None:
-    stop_token_ids = [tokenizer.eos_token_id]
+    stop_token_ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
   stop_set = {int(i) for i in stop_token_ids}
   # Padded with -1 (never sampled) to a multiple of 8: a few more stop ids do not recompile.
   stop_ids = np.full(max(8, -(-len(stop_set) // 8) * 8), -1, np.int32)
