@@ -1,6 +1,5 @@
 """reasoning-gym adapter: real package when installed, plus a fake module so CI always runs it."""
 
-import builtins
 import sys
 import types
 
@@ -88,16 +87,8 @@ def test_with_fake_module(monkeypatch):
   assert next(literal.examples("train")).prompt.startswith("Be terse.\n")
 
 
-def test_missing_package_message(monkeypatch):
-  real_import = builtins.__import__
-
-  def fake_import(name, *args, **kwargs):
-    if name.startswith("reasoning_gym"):
-      raise ImportError("no module")
-    return real_import(name, *args, **kwargs)
-
-  monkeypatch.delitem(sys.modules, "reasoning_gym", raising=False)
-  monkeypatch.setattr(builtins, "__import__", fake_import)
+def test_missing_package_message(block_import):
+  block_import("reasoning_gym")
   with pytest.raises(ImportError, match="pip install reasoning-gym"):
     next(gym.ReasoningGymSource("x").examples("train"))
 

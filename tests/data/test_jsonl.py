@@ -1,6 +1,5 @@
 """JSONL / Parquet task files: round trip, schema errors naming file and line, determinism."""
 
-import builtins
 import json
 
 import pytest
@@ -102,15 +101,8 @@ def test_parquet(tmp_path):
   assert ex == task_lib.Example([{"role": "user", "content": "hi"}], "1", "exact", {"id": 3})
 
 
-def test_parquet_without_pyarrow(tmp_path, monkeypatch):
-  real_import = builtins.__import__
-
-  def fake_import(name, *args, **kwargs):
-    if name.startswith("pyarrow"):
-      raise ImportError("no pyarrow")
-    return real_import(name, *args, **kwargs)
-
-  monkeypatch.setattr(builtins, "__import__", fake_import)
+def test_parquet_without_pyarrow(tmp_path, block_import):
+  block_import("pyarrow")
   with pytest.raises(ImportError, match="pip install pyarrow"):
     jsonl.read_parquet(str(tmp_path / "t.parquet"))
 

@@ -6,7 +6,6 @@ TensorFlow needed) and read back by name and by directory; (2) always, a fake
 ``tensorflow_datasets`` module checks the call sequence, including the tfrecord fallback.
 """
 
-import builtins
 import functools
 import sys
 import types
@@ -174,16 +173,8 @@ def test_fake_tfds_unprepared(monkeypatch):
     tfds_adapter.read_records(name="gsm8k", split="train")
 
 
-def test_missing_package_message(monkeypatch):
-  real_import = builtins.__import__
-
-  def fake_import(name, *args, **kwargs):
-    if name.startswith("tensorflow_datasets"):
-      raise ImportError("no module")
-    return real_import(name, *args, **kwargs)
-
-  monkeypatch.delitem(sys.modules, "tensorflow_datasets", raising=False)
-  monkeypatch.setattr(builtins, "__import__", fake_import)
+def test_missing_package_message(block_import):
+  block_import("tensorflow_datasets")
   with pytest.raises(ImportError, match="pip install tensorflow-datasets"):
     tfds_adapter.read_records(name="gsm8k", split="train")
 
