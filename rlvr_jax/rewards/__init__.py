@@ -7,12 +7,15 @@ Submodules are imported on first attribute access, so ``import rlvr_jax.rewards`
   ``is_equivalent``: the rule-based math verifier.
 * :mod:`rlvr_jax.rewards.workers`: ``WorkerPool``, ``Outcome``: a process pool with a hard,
   killing per-item timeout, for any host-side verifier.
+* :mod:`rlvr_jax.rewards.registry` and :mod:`rlvr_jax.rewards.verifiers`: verifiers by name, and
+  the standard ones (exact, answer tag, boxed, GSM8K, math).
 """
 
 import importlib
 
 _SUBMODULES = ("math", "workers", "sandbox", "code", "functions", "format", "shaping", "combine",
-               "rubric", "pseudo_labels", "trust", "noisy", "likelihood")
+               "rubric", "pseudo_labels", "trust", "noisy", "likelihood", "registry",
+               "verifiers", "checklist", "meta_reasoning", "tiered", "process")
 
 
 def __getattr__(name):
