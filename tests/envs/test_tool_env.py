@@ -1,5 +1,6 @@
 """ToolEnvironment: tool turns, final answers, failures as observations, parallel stepping."""
 
+import json
 import textwrap
 import threading
 import time
@@ -14,7 +15,6 @@ def _exact(text, example):
 
 
 def _call(name, **arguments):
-  import json
   return f'<tool_call>{json.dumps({"name": name, "arguments": arguments})}</tool_call>'
 
 
