@@ -2,20 +2,27 @@
 
 Host side (strings, processes): :func:`extract_code` pulls the program out of a completion,
 :func:`run_tests` runs it against a problem's tests in the sandbox of
-:mod:`rlvr_jax.rewards.sandbox` (one fresh process per test), :func:`run_tests_batch` does many
-solutions at once with a thread pool, and :func:`pass_matrix` packs the verdicts into arrays.
+:mod:`rlvr_jax.rewards.sandbox`, :func:`run_tests_batch` does many solutions at once with a thread
+pool, and :func:`pass_matrix` packs the verdicts into arrays.
 
 JAX side (pure, jit-able, shapes ``[P, G, U]``: prompts, samples per prompt, unit tests):
 :func:`all_pass_reward`, :func:`pass_fraction_reward` and :func:`verpo_reward`.
 
 Two kinds of test are supported:
 
-* stdin/stdout: ``{"input": str, "output": str}``. The program reads ``input`` on stdin; it passes
-  when it exits 0 and its stdout equals ``output`` line by line after stripping trailing
-  whitespace from each line and dropping trailing empty lines (optionally with a numeric tolerance
-  per whitespace-separated token).
-* assert-style: ``{"assert": str}``, Python source (typically ``assert f(2) == 4``) executed in
-  the program's namespace after the program; it passes when every statement of it ran.
+* stdin/stdout: ``{"input": str, "output": str}``. The program reads ``input`` on stdin (one
+  fresh sandbox per test); it passes when it exits 0 and its stdout, compared here in the
+  caller's process, equals ``output`` line by line after stripping trailing whitespace from each
+  line and dropping trailing empty lines (optionally with a numeric tolerance per
+  whitespace-separated token).
+* assert-style: ``{"assert": str}``, Python source (typically ``assert f(2) == 4``, or a
+  HumanEval ``check`` function and ``check(f)``) with the program's names in scope; it passes when
+  every statement of it ran. The test does **not** run in the program's process: it runs in a
+  separate checker sandbox where the program's functions and classes are stubs that forward
+  calls to the candidate's sandbox, and values come back as plain data (see
+  :mod:`rlvr_jax.rewards.sandbox`), so a program cannot forge a pass. All assert tests of one
+  program (with the same ``input``) share one candidate/checker pair; each still gets
+  ``timeout_s`` and a fresh test namespace. Built-in names in a test always mean the built-ins.
 """
 
 from __future__ import annotations
@@ -108,19 +115,46 @@ def outputs_match(got: str, want: str, float_tol: Optional[float] = None) -> boo
   return len(g) == len(w) and all(_tokens_close(a, b, float_tol) for a, b in zip(g, w))
 
 
-def _run_one_test(program: str, test: Mapping[str, Any], config: sandbox_lib.SandboxConfig,
-                  float_tol: Optional[float]) -> TestResult:
-  if "assert" in test:
-    r = sandbox_lib.run_python(program, stdin=test.get("input", ""), test=test["assert"],
-                               config=config)
-    return TestResult(passed=r.tests_completed, status=r.status, wall_s=r.wall_s)
-  if "output" not in test:
+def _check_test(test: Mapping[str, Any]) -> None:
+  if "assert" not in test and "output" not in test:
     raise ValueError(f"a test needs 'output' (stdin/stdout) or 'assert'; got keys {list(test)}")
+
+
+def _jobs(program: Optional[str], tests: Sequence[Mapping[str, Any]]) -> List[tuple]:
+  """Units of work for one program: ``("stdio", [j])`` per stdin/stdout test and one
+  ``("assert", [j, ...])`` per distinct ``input`` of its assert tests."""
+  for t in tests:
+    _check_test(t)
+  if program is None:
+    return [("none", list(range(len(tests))))]
+  jobs, groups = [], {}
+  for j, t in enumerate(tests):
+    if "assert" in t:
+      key = t.get("input", "")
+      if key not in groups:
+        groups[key] = []
+        jobs.append(("assert", groups[key]))
+      groups[key].append(j)
+    else:
+      jobs.append(("stdio", [j]))
+  return jobs
+
+
+def _run_job(program: Optional[str], tests: Sequence[Mapping[str, Any]], job: tuple,
+             config: sandbox_lib.SandboxConfig, float_tol: Optional[float]) -> List[TestResult]:
+  kind, idx = job
+  if kind == "none":
+    return [TestResult(False, "no_code", 0.0) for _ in idx]
+  if kind == "assert":
+    rs = sandbox_lib.run_assert_tests(program, [tests[j]["assert"] for j in idx],
+                                      stdin=tests[idx[0]].get("input", ""), config=config)
+    return [TestResult(passed=r.tests_completed, status=r.status, wall_s=r.wall_s) for r in rs]
+  test = tests[idx[0]]
   r = sandbox_lib.run_python(program, stdin=test.get("input", ""), config=config)
   if r.status != "ok":
-    return TestResult(passed=False, status=r.status, wall_s=r.wall_s)
+    return [TestResult(passed=False, status=r.status, wall_s=r.wall_s)]
   ok = outputs_match(r.stdout, test["output"], float_tol)
-  return TestResult(passed=ok, status="ok" if ok else "wrong_answer", wall_s=r.wall_s)
+  return [TestResult(passed=ok, status="ok" if ok else "wrong_answer", wall_s=r.wall_s)]
 
 
 def run_tests(program: Optional[str],
@@ -129,7 +163,10 @@ def run_tests(program: Optional[str],
               config: sandbox_lib.SandboxConfig = sandbox_lib.SandboxConfig(),
               float_tol: Optional[float] = None,
               max_workers: int = 1) -> List[TestResult]:
-  """Runs ``program`` against every test, each in its own sandboxed process.
+  """Runs ``program`` against every test in the sandbox.
+
+  Each stdin/stdout test gets a fresh sandbox; the assert tests share one candidate/checker pair
+  (see the module docstring).
 
   Args:
     program: Python source, or None (no code was extracted: every test fails with status
@@ -138,17 +175,13 @@ def run_tests(program: Optional[str],
     config: sandbox limits; ``config.timeout_s`` applies per test.
     float_tol: optional numeric tolerance for stdin/stdout comparison (see
       :func:`outputs_match`).
-    max_workers: threads running tests of this program concurrently.
+    max_workers: threads running units of this program concurrently.
 
   Returns:
     One :class:`TestResult` per test, in order. Never raises for anything the program does.
   """
-  if program is None:
-    return [TestResult(False, "no_code", 0.0) for _ in tests]
-  if max_workers <= 1:
-    return [_run_one_test(program, t, config, float_tol) for t in tests]
-  with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
-    return list(pool.map(lambda t: _run_one_test(program, t, config, float_tol), tests))
+  return run_tests_batch([program], [tests], config=config, float_tol=float_tol,
+                         max_workers=max(1, max_workers))[0]
 
 
 def run_tests_batch(programs: Sequence[Optional[str]],
@@ -159,25 +192,29 @@ def run_tests_batch(programs: Sequence[Optional[str]],
                     max_workers: Optional[int] = None) -> List[List[TestResult]]:
   """:func:`run_tests` for many programs; ``tests[i]`` are program ``i``'s tests.
 
-  Every (program, test) pair is its own process; a thread pool of ``max_workers`` (default: the
-  CPU count) keeps that many running at once. Threads only wait on processes, so the GIL is not a
-  bottleneck.
+  The units of work (a stdin/stdout test, or the assert tests of one program) run on a thread
+  pool of ``max_workers`` (default: the CPU count); threads only wait on processes, so the GIL is
+  not a bottleneck.
   """
   if len(programs) != len(tests):
     raise ValueError(f"{len(programs)} programs but {len(tests)} test lists")
-  jobs = [(i, j) for i, ts in enumerate(tests) for j in range(len(ts))]
+  jobs = [(i, job) for i, (prog, ts) in enumerate(zip(programs, tests))
+          for job in _jobs(prog, ts)]
   results: List[List[Optional[TestResult]]] = [[None] * len(ts) for ts in tests]
   workers = max_workers or os.cpu_count() or 1
 
-  def job(ij):
-    i, j = ij
-    if programs[i] is None:
-      return TestResult(False, "no_code", 0.0)
-    return _run_one_test(programs[i], tests[i][j], config, float_tol)
+  def run(item):
+    i, job = item
+    return _run_job(programs[i], tests[i], job, config, float_tol)
 
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    for (i, j), res in zip(jobs, pool.map(job, jobs)):
-      results[i][j] = res
+  if workers <= 1 or len(jobs) <= 1:
+    outs = [run(item) for item in jobs]
+  else:
+    with concurrent.futures.ThreadPoolExecutor(min(workers, len(jobs))) as pool:
+      outs = list(pool.map(run, jobs))
+  for (i, (_, idx)), out in zip(jobs, outs):
+    for j, r in zip(idx, out):
+      results[i][j] = r
   return results  # type: ignore[return-value]
 
 
