@@ -68,8 +68,8 @@ def show(rows):
 #
 # Fractions vs decimals, thousands separators, `x = 3` for `3`, rationalised radicals, degrees vs
 # radians, percentages, intervals vs inequalities, unordered sets, factored expressions, GSM8K's
-# `####`, units, multiple-choice letters, a final answer after the reasoning block, and a decimal
-# within the relative tolerance (1e-4, the Qwen2.5-Math grader's).
+# `####`, units, multiple-choice letters, a final answer after the reasoning block, and an exact
+# answer for a decimal gold (read at the gold's stated precision: pi rounds to 3.14).
 
 # %%
 EQUIVALENT = [
@@ -86,7 +86,7 @@ EQUIVALENT = [
     (r"\boxed{5 \text{ cm}}", "5"),
     (r"The correct option is \boxed{B}", "(B)"),
     (r"<think>maybe 4?</think> The answer is \boxed{3}", "3"),
-    (r"\boxed{0.33333}", r"\frac{1}{3}"),
+    (r"\boxed{\pi}", "3.14"),
 ]
 equivalent_rows, t_equivalent = grade(EQUIVALENT)
 show(equivalent_rows)
@@ -97,8 +97,8 @@ print(f"\n{len(EQUIVALENT)} items in {t_equivalent:.2f}s (first call starts the 
 #
 # Hedging with a list or several boxes, a gold that is a substring of the answer, a macro that
 # redefines what is printed, a number too large to evaluate, an answer too long to parse, a
-# decimal outside the tolerance, a box followed by a change of mind after `</think>`, and text
-# that names two options. The strict grader is safe here but was useless above; the lenient one
+# truncated decimal for an exact gold, a box followed by a change of mind after `</think>`, and
+# text that names two options. The strict grader is safe here but was useless above; the lenient one
 # is fooled; the verifier rejects all of them, each within its time limit.
 
 # %%
