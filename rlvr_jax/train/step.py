@@ -124,6 +124,7 @@ def split_micro_batches(tree: Any, num_micro_batches: int, group_size: Optional[
 def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn: LogprobFn, *,
                    num_micro_batches: int = 1, group_size: Optional[int] = None,
                    schedule: Optional[optax.Schedule] = None,
+                   policy_fn: Optional[Callable[[Any, Any, jax.Array], Any]] = None,
                    ) -> Callable[[state_lib.TrainState, TrainBatch],
                                  Tuple[state_lib.TrainState, Dict[str, jax.Array]]]:
   """``update(state, batch) -> (state, metrics)``, unjitted (see :func:`jit_update`).
@@ -137,6 +138,9 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
     group_size: split micro-batches at whole groups of this many rows (required when
       ``objective.whole_groups``).
     schedule: learning-rate schedule, for the ``learning_rate`` metric.
+    policy_fn: ``(trained params, frozen base, step) -> model params`` for the log-prob function
+      when the trained parameters are not the whole model (LoRA adapters on ``state.frozen``:
+      ``lora.attach``; gradients then reach the adapters only); default: ``state.params``.
 
   Metrics: the objective's metrics combined over micro-batches by
   ``rlvr_jax.objectives.compose.combine_metrics`` (sums of global-count means, so the full-batch
@@ -161,8 +165,9 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
     raise ValueError("This objective needs whole groups per micro-batch: pass group_size.")
   needs_entropy = bool(getattr(objective, "needs_entropy", False))
 
-  def micro_loss(params, micro: TrainBatch, counts: types.GlobalCounts):
-    logprobs, entropy = logprob_fn(params, micro.prompt_tokens, micro.prompt_mask,
+  def micro_loss(params, frozen, step, micro: TrainBatch, counts: types.GlobalCounts):
+    model_params = params if policy_fn is None else policy_fn(params, frozen, step)
+    logprobs, entropy = logprob_fn(model_params, micro.prompt_tokens, micro.prompt_mask,
                                    micro.completion_tokens, micro.loss.mask)
     if needs_entropy and entropy is None:
       raise ValueError("The objective needs entropy but the log-prob function returned None.")
@@ -180,13 +185,13 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
   def update(state: state_lib.TrainState, batch: TrainBatch):
     counts = types.global_counts(batch.loss.mask, batch.loss.group_ids)
     if num_micro_batches == 1:
-      (loss, metrics), grads = grad_fn(state.params, batch, counts)
+      (loss, metrics), grads = grad_fn(state.params, state.frozen, state.step, batch, counts)
     else:
       micros = split_micro_batches(batch, num_micro_batches, group_size)
       zeros = jax.tree.map(jnp.zeros_like, state.params)
 
       def body(grad_sum, micro):
-        (loss, metrics), grads = grad_fn(state.params, micro, counts)
+        (loss, metrics), grads = grad_fn(state.params, state.frozen, state.step, micro, counts)
         return jax.tree.map(jnp.add, grad_sum, grads), (loss, metrics)
 
       grads, (losses, metrics) = jax.lax.scan(body, zeros, micros)
@@ -210,13 +215,17 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
 
 def keep_if_not_finite(finite: jax.Array, new_state: state_lib.TrainState,
                        old_state: state_lib.TrainState) -> state_lib.TrainState:
-  """``new_state`` where ``finite`` (a scalar bool) holds, else ``old_state``, leaf by leaf.
+  """``new_state`` where ``finite`` (a scalar bool) holds, else ``old_state``, leaf by leaf, for
+  what an update changes (step, params, optimizer state; a frozen base is left alone).
 
   An elementwise select rather than ``lax.cond``: XLA fuses it into the update's own elementwise
   pass (no extra copy of the params, donation still aliases the buffers), and it needs no device
   to host transfer of the predicate, which a conditional costs on GPU.
   """
-  return jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, old_state)
+  fields = lambda s: (s.step, s.params, s.opt_state)
+  step, params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                         fields(new_state), fields(old_state))
+  return new_state.replace(step=step, params=params, opt_state=opt_state)
 
 
 def jit_update(update_fn, state_shardings: state_lib.TrainState, batch_sharding: Any):
