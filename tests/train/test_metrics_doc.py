@@ -92,6 +92,9 @@ def records(tmp_path_factory) -> List[dict]:
   # Evaluation after step 1 (not after the last step: that is the summary's `after`), with the
   # update's row count (4 prompts x 4 samples) so the sampler's programs are shared.
   config.eval.update(dict(every=1, num_prompts=4, num_samples=4, batch_size=4))
+  # One prompt width: dynamic sampling pads prompts to the largest bucket, evaluation would pad
+  # them to the smallest that fits; with one bucket both share the sampler's compiled program.
+  config.data.prompt_buckets = (16,)
   config.rl.stages.overlong_filter.enabled = True
   config.rl.dynamic_sampling.update(dict(enabled=True, max_rounds=1))
   workdir = tmp_path_factory.mktemp("metrics_doc_run")
