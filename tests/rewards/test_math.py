@@ -420,7 +420,8 @@ def test_suite_schema_and_coverage():
                "sets_tuples", "matrices", "complex", "infinity", "units_degrees", "scientific",
                "text", "unicode", "adv_candidate_lists", "adv_contains_gold",
                "adv_empty_unbalanced", "adv_macro_tricks", "adv_long_responses",
-               "adv_pathological"]:
+               "adv_pathological", "exactness", "decimal_precision", "percent_scale",
+               "answer_families"]:
     assert categories[name] >= 7, name
   assert any(len(c["completion"]) >= 50_000 for c in cases)
 
