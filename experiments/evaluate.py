@@ -109,7 +109,7 @@ def run(config, *, hf_dir: Optional[str] = None, checkpoint: Optional[str] = Non
                                         settings["num_prompts"], config.eval.seed)
   sampler = text_sampler.TextSampler(
       model_config, tokenizer, tuple(config.data.prompt_buckets), settings["max_new_tokens"],
-      add_bos=config.data.add_bos, temperature=temperature, top_p=top_p)
+      add_bos=config.data.add_bos, temperature=temperature, top_p=top_p, top_k=config.rl.top_k)
   with builders.build_scorer(config) as scorer:
     result = driver.evaluate_examples(
         sampler.sample_fn(params), examples, jax.random.key(seed), num_samples=num_samples,

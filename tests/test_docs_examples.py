@@ -14,8 +14,8 @@ Names. Every dotted ``rlvr_jax.<module>[.<name>]`` a page mentions must import /
 Command lines. Every ``python -m experiments.<binary>`` and ``python benchmarks/<script>.py``
 command in a non-Python fenced block or in an inline code span is parsed by the binary's own
 flag parser (absl, including ml_collections' ``--config.<field>`` overrides, or argparse) without
-running it, so a renamed flag or config field fails here; the config's ``rl.objective`` is then
-built with its ``rl.objective_overrides``, so a wrong preset keyword fails too. Placeholder
+running it, so a renamed flag or config field fails here; the config's ``rl.objective`` (the
+preset's name and keyword arguments) is then built, so a wrong preset keyword fails too. Placeholder
 values (``$RANK``, ``<dir>``) are checked by flag name only; a ``--config`` file that is not in
 the repository (the reader's own ``my_config.py``) is replaced by the binary's default config.
 Required flags left out are not reported (prose elides them, e.g. with ``...``).
@@ -436,13 +436,13 @@ _CHECKER = textwrap.dedent(r"""
         results.append([index, f"unknown flags {missing}" if missing else None])
         rl = FLAGS.config.get("rl") if "config" in FLAGS else None
         if not missing and rl is not None and "objective" in rl:
-          # The preset's keyword arguments are not config fields: build the objective.
-          from rlvr_jax.objectives import presets
+          # A preset keyword of the right type can still be out of range: build the objective.
+          from rlvr_jax.train import config_lib
           try:
-            presets.get(rl.objective, **dict(rl.get("objective_overrides") or {}))
+            config_lib.build_objective(rl.objective)
           except Exception as exc:
-            results[-1][1] = (f"presets.get({rl.objective!r}, **config.rl.objective_overrides) "
-                              f"fails: {type(exc).__name__}: {exc}")
+            results[-1][1] = (f"config_lib.build_objective(config.rl.objective) fails: "
+                              f"{type(exc).__name__}: {exc}")
       except flags.IllegalFlagValueError as exc:
         # A required flag left out is fine: prose elides what is not the point (`...`).
         required = "must have a value other than None" in str(exc)

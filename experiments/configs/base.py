@@ -11,6 +11,7 @@ import ml_collections
 
 from rlvr_jax.train import config_lib
 from rlvr_jax.train import stages
+from rlvr_jax.train.stages import multiturn
 
 
 def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
@@ -39,12 +40,18 @@ def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
       objective=config_lib.objective_config(objective),
       stages=stages.default_config(),
       dynamic_sampling=dict(enabled=False, max_rounds=0),
+      multiturn=dict(multiturn.DEFAULTS),  # tool-use episodes (train/stages/multiturn.py)
       num_steps=100, num_prompts=32, num_samples=8, max_new_tokens=256,
       temperature=1.0, top_p=ml_collections.FieldReference(None, field_type=float),
       top_k=ml_collections.FieldReference(None, field_type=int),
       num_iterations=1, num_mini_batches=1, num_micro_batches=1,
       recompute_old_logprobs=False, chunk_size=128, ref_refresh_steps=0,
       max_skipped_updates=10))
+
+  # LoRA adapters (rank 0: full fine-tuning); see docs/models.md.
+  config.lora = ml_collections.ConfigDict(dict(
+      rank=0, alpha=16.0, dropout=0.0, targets="q,k,v,o,gate,up,down", init="kaiming",
+      base_quantization="none", quant_block_size=64))
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-6, schedule="constant", warmup_steps=0, decay_steps=0,

@@ -1,6 +1,6 @@
 """From a step's group batch to the objective's inputs: advantages and the update's batch.
 
-:func:`assemble` turns the group batch (``[P, W, ...]`` host arrays, see
+:func:`advantage_inputs` and :func:`train_batch` turn the group batch (``[P, W, ...]`` host arrays, see
 :mod:`rlvr_jax.train.stages.base`) and the old/reference log-probs into
 
 * :class:`~rlvr_jax.types.AdvantageInputs` for the objective's reward transform and advantage
@@ -120,7 +120,7 @@ def advantage_inputs(group: Mapping[str, np.ndarray], old_logprobs: np.ndarray,
   return types.AdvantageInputs(
       rewards=group["raw_rewards"].astype(np.float32), mask=group["mask"].astype(np.float32),
       tokens=group["tokens"], lengths=group["lengths"], truncated=effective_truncated(group),
-      token_rewards=np.zeros((p, w, t), np.float32),
+      token_rewards=np.asarray(group.get("token_rewards", np.zeros((p, w, t))), np.float32),
       extras={"old_logprobs": old_logprobs, "ref_logprobs": ref_logprobs,
               "correct": (group["raw_rewards"] >= 1.0).astype(np.float32),
               "step": jnp.asarray(step, jnp.int32), **extras})
@@ -129,7 +129,8 @@ def advantage_inputs(group: Mapping[str, np.ndarray], old_logprobs: np.ndarray,
 def train_batch(group: Mapping[str, np.ndarray], rewards: np.ndarray, advantages: np.ndarray,
                 old_logprobs: np.ndarray, ref_logprobs: np.ndarray, reads: Iterable[str]
                 ) -> step_lib.TrainBatch:
-  """The update's ``P·W`` rows; group arrays named in ``reads`` become ``LossBatch.extras``."""
+  """The update's ``P·W`` rows; group arrays named in ``reads`` become ``LossBatch.extras``; a
+  multi-turn group's ``attention_mask`` becomes the ``completion_mask`` the update attends to."""
   p, w = group["raw_rewards"].shape
   rows = lambda x: np.asarray(x).reshape((p * w,) + np.shape(x)[2:])
   flat = base.flatten({k: group[k] for k in reads if k in group and k not in LOSS_INPUTS},
@@ -137,6 +138,8 @@ def train_batch(group: Mapping[str, np.ndarray], rewards: np.ndarray, advantages
   return step_lib.TrainBatch(
       prompt_tokens=rows(group["prompt_tokens"]), prompt_mask=rows(group["prompt_mask"]),
       completion_tokens=rows(group["tokens"]),
+      completion_mask=(rows(group["attention_mask"]).astype(np.float32)
+                       if "attention_mask" in group else None),
       loss=types.LossBatch(
           mask=rows(loss_mask(group)).astype(np.float32),
           advantages=rows(advantages).astype(np.float32),

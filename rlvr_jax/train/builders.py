@@ -128,3 +128,56 @@ def build_scorer(config: ml_collections.ConfigDict) -> rewards_host.RewardScorer
   reward = config.reward
   return rewards_host.RewardScorer(reward.num_workers, reward.timeout_s, reward.failure_reward,
                                    tuple(reward.verifier_modules))
+
+
+def build_lora_config(config: ml_collections.ConfigDict):
+  """``config.lora`` as a :class:`rlvr_jax.models.lora.LoraConfig`, or None (``rank=0``: full
+  fine-tuning)."""
+  if not config.lora.rank:
+    return None
+  from rlvr_jax.models import lora  # pylint: disable=g-import-not-at-top
+  return lora.LoraConfig(**config.lora.to_dict())
+
+
+def split_trainable(params: Any, model_config: Any, lora_config: Any, rng: jax.Array
+                    ) -> Tuple[Any, Any]:
+  """``(trained params, frozen base)``: ``(params, None)`` for full fine-tuning; with LoRA, fresh
+  adapters (``B = 0``, so the policy starts equal to ``params``) and ``params`` as the frozen base,
+  quantised as ``lora_config.base_quantization`` says."""
+  if lora_config is None:
+    return params, None
+  from rlvr_jax.models import lora  # pylint: disable=g-import-not-at-top
+  return (lora.init_adapters(model_config, lora_config, rng),
+          lora.prepare_base(params, lora_config))
+
+
+def policy_params(params: Any, frozen: Any, lora_config: Any) -> Any:
+  """The model params of the policy: ``params``, or the frozen base with the adapters attached
+  (no merged copy of the weights: ``rlvr_jax.models.lora.attach``)."""
+  if lora_config is None:
+    return params
+  from rlvr_jax.models import lora  # pylint: disable=g-import-not-at-top
+  return lora.attach(frozen, params, lora_config)
+
+
+def lora_policy_fn(lora_config: Any, dropout_key: jax.Array):
+  """The update step's ``policy_fn(adapters, base, step)`` (None without LoRA): the base with the
+  adapters attached, adapter dropout keyed by ``fold_in(dropout_key, step)``."""
+  if lora_config is None:
+    return None
+  from rlvr_jax.models import lora  # pylint: disable=g-import-not-at-top
+  return lambda params, frozen, step: lora.attach(
+      frozen, params, lora_config, dropout_rng=jax.random.fold_in(dropout_key, step))
+
+
+def fingerprint(tree: Any) -> str:
+  """A SHA-256 of a pytree's leaves (shapes, dtypes and bytes), e.g. to tie adapters saved in a
+  checkpoint to the base they were trained on."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    value = np.asarray(jax.device_get(leaf))
+    digest.update(f"{jax.tree_util.keystr(path)}:{value.shape}:{value.dtype}".encode())
+    digest.update(np.ascontiguousarray(value).tobytes())
+  return digest.hexdigest()

@@ -5,7 +5,7 @@
 fills in the preset's defaults), so ``--config.rl.objective.epsilon_high=0.3`` changes that one
 value, ``config.json`` shows every resolved hyperparameter, and :func:`build_objective` rejects
 a key the preset does not take (e.g. after changing only ``name`` on the command line: switch
-presets with the config file's argument instead, ``--config=experiments/configs/default.py:dapo``).
+presets with the config file's argument instead, ``--config=experiments/configs/demo.py:dapo``).
 
 **Validation before any work.** :func:`validate` rejects out-of-range values (a negative or
 non-finite learning rate, ``num_steps < 0``, ``temperature <= 0``, a batch the mesh cannot
@@ -51,7 +51,7 @@ def build_objective(objective: ml_collections.ConfigDict):
     raise ValueError(
         f"config.rl.objective has {unknown}, which preset {name!r} does not take (it takes "
         f"{sorted(known)}). To switch presets, pass it to the config file "
-        f"(--config=experiments/configs/default.py:{name}) rather than setting only "
+        f"(--config=experiments/configs/demo.py:{name}) rather than setting only "
         "config.rl.objective.name.")
   return presets.get(name, **hparams)
 
@@ -96,12 +96,17 @@ def problems(config: ml_collections.ConfigDict, *, batch_divisor: int = 1,
     need(rl.num_prompts % rl.num_mini_batches == 0,
          f"config.rl.num_prompts ({rl.num_prompts}) must be a multiple of num_mini_batches "
          f"({rl.num_mini_batches})")
+  need(not (config.eval.every and not config.eval.num_prompts),
+       "config.eval.every > 0 needs config.eval.num_prompts > 0")
   need(config.eval.num_prompts >= 0 and config.eval.num_samples >= 1
        and config.eval.batch_size >= 1, "config.eval: num_prompts >= 0, num_samples >= 1 and "
        "batch_size >= 1")
   need(config.reward.timeout_s > 0, f"config.reward.timeout_s must be > 0")
   need(math.isfinite(config.reward.failure_reward), "config.reward.failure_reward must be finite")
   need(config.checkpoint.every >= 0, "config.checkpoint.every must be >= 0")
+  need(config.lora.rank >= 0, f"config.lora.rank must be >= 0, got {config.lora.rank}")
+  need(not (config.lora.rank and rl.ref_refresh_steps),
+       "config.rl.ref_refresh_steps needs full fine-tuning: with LoRA the reference is the base")
   buckets = tuple(config.data.prompt_buckets)
   need(bool(buckets) and min(buckets) >= 1, "config.data.prompt_buckets must be positive lengths")
   if max_positions is not None and buckets:
@@ -117,6 +122,15 @@ def problems(config: ml_collections.ConfigDict, *, batch_divisor: int = 1,
          "config.rl.num_prompts or num_mini_batches (ViSurf's groups have num_samples + 1 "
          "samples, DARS's n_max)")
   return out
+
+
+def check_lora_base(saved: Optional[str], current: Optional[str]) -> None:
+  """A resumed LoRA run's adapters were trained on this base (fingerprints of the base weights,
+  ``builders.fingerprint``, saved at the first start); raises ``ValueError`` otherwise."""
+  if saved != current:
+    raise ValueError(
+        f"The checkpoint's adapters were trained on another base (fingerprint {saved}, this run "
+        f"builds {current}): resume with the same model.hf_dir / sft.init_from / lora settings.")
 
 
 def validate(config: ml_collections.ConfigDict, **kwargs) -> None:

@@ -60,6 +60,7 @@ from rlvr_jax.train import step as step_lib
 from rlvr_jax.train import step_metrics
 from rlvr_jax.train.stages import base as stage_base
 from rlvr_jax.train.stages import dynamic_sampling
+from rlvr_jax.train.stages import multiturn
 
 
 def _print(message: str) -> None:
@@ -130,6 +131,24 @@ def _update_epochs(state, batch, update, *, rl, seed: int, step: int, width: int
   return state, jax.device_get(per_update)
 
 
+# A LoRA run's base: the fingerprint of the frozen weights its adapters are trained on.
+LORA_BASE_FILE = "lora_base.json"
+
+
+def _lora_base_on_resume(config, params, workdir: str):
+  """The frozen base a resumed LoRA run continues on (the first start's policy after the
+  warm-up: ``sft.init_from``, or the workdir's ``warmup_params.msgpack``, or the initial
+  params); checked against the first start's fingerprint before anything is written."""
+  warmup = os.path.join(workdir, builders.WARMUP_PARAMS_FILE)
+  path = config.sft.init_from or (warmup if os.path.exists(warmup) else "")
+  if path:
+    params = checkpoint_lib.load_params(path, params)
+  with open(os.path.join(workdir, LORA_BASE_FILE)) as f:
+    saved = json.load(f)["fingerprint"]
+  config_lib.check_lora_base(saved, builders.fingerprint(params))
+  return params
+
+
 class _Evaluator:
   """``evaluate(params, examples, key, greedy=...)`` with the run's settings (a callable with
   its held-out set and key attached, so helpers take one argument)."""
@@ -170,26 +189,37 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   source = builders.build_task(config)
   objective = config_lib.build_objective(rl.objective)
   sampler = builders.build_sampler(config, model_config, tokenizer)
+  episodes, source = multiturn.from_config(config, model_config, tokenizer, source)
   run = stage_base.RunInfo(rl.num_samples, rl.num_prompts, rl.temperature, objective, sampler,
-                           max(config.data.prompt_buckets))
+                           max(config.data.prompt_buckets), episodes)
   stages = stages_lib.from_config(rl.stages, run, dynamic_sampling=rl.dynamic_sampling.enabled)
+  multiturn.check_stages(stages if episodes else ())
+  collect = multiturn.collect if episodes else dynamic_sampling.collect
   batch_lib.check_objective_inputs(objective, stages_lib.provided_inputs())
   width = functools.reduce(lambda w, s: s.width(w), stages, rl.num_samples)
   mesh = mesh_lib.from_config(config.mesh)
   config_lib.validate(config, batch_divisor=mesh_lib.batch_divisor(mesh), group_width=width,
                       max_positions=getattr(model_config, "max_position_embeddings", None))
-  tx, schedule = state_lib.make_optimizer(config.optimizer)
-  param_specs = partition.param_partition_specs(params, mesh)
+  tx, schedule = state_lib.make_optimizer(
+      config.optimizer, num_updates=rl.num_steps * rl.num_iterations * rl.num_mini_batches)
+  lora_config = builders.build_lora_config(config)
+  lora_key, dropout_key = prng.lora_keys(init_key)
+  with_reference = objective.needs_reference and lora_config is None  # LoRA: the base is it
+  trainable = jax.eval_shape(lambda p: builders.split_trainable(
+      p, model_config, lora_config, lora_key)[0], params)
   abstract = jax.eval_shape(lambda p: state_lib.create(
-      p, tx, ref_params=p if objective.needs_reference else None), params)
+      p, tx, ref_params=p if with_reference else None), trainable)
   resume_step = checkpoint_lib.check_resume(os.path.join(workdir, "checkpoints"), abstract,
                                             config=config)  # before anything is written
+  if resume_step is not None and lora_config is not None:
+    params = _lora_base_on_resume(config, params, workdir)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     metrics_writer.MetricsWriter(workdir, jsonl=False, tensorboard=False).write_config(config)
   scorer = stage_base.TimedScorer(builders.build_scorer(config))
   heldout = task_lib.distinct_examples(source, "test", config.eval.num_prompts, config.eval.seed)
-  evaluate = _Evaluator(config, sampler, scorer, heldout, eval_key)
+  evaluate = (multiturn.Evaluator(config.eval, episodes, heldout, eval_key) if episodes
+              else _Evaluator(config, sampler, scorer, heldout, eval_key))
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      max_to_keep=config.checkpoint.keep)
   sft_logprob_fn = step_lib.model_logprob_fn(model_config, temperature=1.0,
@@ -199,11 +229,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     params, extras["before"] = _initial_policy(config, params, sampler=sampler, source=source,
                                                logprob_fn=sft_logprob_fn, evaluate=evaluate,
                                                workdir=workdir)
-  state, shardings = state_lib.init_sharded(params, tx, param_specs, mesh,
-                                            with_reference=objective.needs_reference)
-  if resume_step is not None:
-    state, extras = ckpt.restore(resume_step,
-                                 abstract_state=checkpoint_lib.abstract_state(state, shardings))
+  if lora_config is not None and resume_step is None and jax.process_index() == 0:
+    with open(os.path.join(workdir, LORA_BASE_FILE), "w") as f:
+      json.dump({"fingerprint": builders.fingerprint(params)}, f)
+  params, frozen = builders.split_trainable(params, model_config, lora_config, lora_key)
+  state, shardings = state_lib.init_sharded(
+      params, tx, partition.param_partition_specs(params, mesh), mesh, with_reference, frozen,
+      None if frozen is None else partition.param_partition_specs(frozen, mesh))
+  if resume_step is not None:  # checkpoints hold no frozen base: it is rebuilt, and checked
+    restored, extras = ckpt.restore(resume_step, abstract_state=checkpoint_lib.abstract_state(
+        state.replace(frozen=None), shardings.replace(frozen=None)))
+    state = restored.replace(frozen=state.frozen)
     _print(f"resumed from step {resume_step}")
   start_step, position = int(resume_step or 0), int(extras["data_position"])
   runtime_before = float(extras.get("runtime_s", 0.0))
@@ -216,7 +252,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       step_lib.make_update_fn(objective, tx, train_logprob_fn,
                               num_micro_batches=rl.num_micro_batches,
                               group_size=width if objective.whole_groups else None,
-                              schedule=schedule),
+                              schedule=schedule,
+                              policy_fn=builders.lora_policy_fn(lora_config, dropout_key)),
       shardings, mesh_lib.batch_sharding(mesh))
   logprobs_fn = _logprobs_fn(model_config, rl)
   advantage_fn = batch_lib.make_advantage_fn(objective)
@@ -233,11 +270,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     for step in range(start_step, rl.num_steps):
       t0 = time.time()
       scorer.reset()
-      collected = dynamic_sampling.collect(
-          stream, position, step=step, params=state.params, run=run, scorer=scorer,
+      policy = builders.policy_params(state.params, state.frozen, lora_config)
+      collected = collect(
+          stream, position, step=step, params=policy, run=run, scorer=scorer,
           sample_key=sample_key, prompt_width=prompt_width,
           dynamic_sampling=rl.dynamic_sampling)
-      ctx = stage_base.StepContext(step, state.params, collected.examples, run, scorer,
+      ctx = stage_base.StepContext(step, policy, collected.examples, run, scorer,
                                    sample_key, prompt_width, logprobs_fn)
       group, metrics, position = collected.group, dict(collected.metrics), collected.position
       for stage in stages:
@@ -247,7 +285,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
 
       old_logprobs = (ctx.group_logprobs(group) if rl.recompute_old_logprobs
                       else group["logprobs"])
-      ref_logprobs = (ctx.group_logprobs(group, params=state.ref_params)
+      reference = state.ref_params if lora_config is None else state.frozen
+      ref_logprobs = (ctx.group_logprobs(group, params=reference)
                       if objective.needs_reference else np.zeros_like(group["mask"]))
       inputs = batch_lib.advantage_inputs(group, old_logprobs, ref_logprobs, step,
                                           objective.advantage_reads)
@@ -256,7 +295,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                                     objective.loss_reads)
       if batch_callback is not None:
         batch_callback(step, dict(group=group, batch=batch, advantage_inputs=inputs,
-                                  examples=collected.examples, params=state.params))
+                                  examples=collected.examples, params=policy))
       t2 = time.time()
 
       state, per_update = _update_epochs(state, batch, update, rl=rl, seed=config.seed, step=step,
@@ -276,19 +315,21 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           trained_tokens=rl.num_iterations * float(batch.loss.mask.sum())))
       metrics["data_position"] = float(position)
       if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < rl.num_steps:
-        metrics.update({f"eval/{k}": v for k, v in evaluate(state.params, heldout,
-                                                            eval_key).items()})
+        metrics.update({f"eval/{k}": v for k, v in evaluate(
+            builders.policy_params(state.params, state.frozen, lora_config), heldout,
+            eval_key).items()})
       writer.write(step + 1, metrics)
       if jax.process_index() == 0:
         progress.update(step + 1, metrics)
       if config.checkpoint.every and ((step + 1) % config.checkpoint.every == 0
                                       or step + 1 == rl.num_steps):
-        ckpt.save(step + 1, state, {
+        ckpt.save(step + 1, state.replace(frozen=None), {
             "data_position": position, "before": extras.get("before", {}),
             "runtime_s": runtime_before + time.time() - start_time,
             "config": checkpoint_lib.to_jsonable(config)})
 
-    after = evaluate(state.params, heldout, eval_key) if heldout else {}
+    policy = builders.policy_params(state.params, state.frozen, lora_config)
+    after = evaluate(policy, heldout, eval_key) if heldout else {}
   finally:
     ckpt.close()
     scorer.close()

@@ -7,6 +7,8 @@ the step, so a resumed run draws exactly what an uninterrupted one would::
   init_key, sample_key, eval_key = jax.random.split(seed_key, 3)
 
   init_key                      random model initialisation (presets without ``hf_dir``)
+  lora_keys(init_key)           LoRA adapter initialisation, adapter dropout (folded with the
+                                update step)
   round_key(sample_key, s, r)   generation round r of RL step s (r > 0 only with dynamic sampling)
   stage_key(sample_key, s, i, c)  chunk c of the extra generations of the stage with stream id i
                                   at step s (DARS 0, Scaf-GRPO 1, ReMax greedy 2; a stream id is
@@ -29,6 +31,11 @@ STAGE_STREAM = 1 << 20
 def split_seed(seed: int):
   """``(init_key, sample_key, eval_key)`` of a run's ``config.seed``."""
   return tuple(jax.random.split(jax.random.key(seed), 3))
+
+
+def lora_keys(init_key: jax.Array):
+  """``(adapter init key, adapter dropout key)`` of a LoRA run."""
+  return jax.random.fold_in(init_key, 1), jax.random.fold_in(init_key, 2)
 
 
 def round_key(sample_key: jax.Array, step: int, round_index: int) -> jax.Array:

@@ -137,10 +137,7 @@ def warm_up(params: Any, config: Any, *, sampler: text_sampler.TextSampler,
   ``optimizer.decay_steps`` is 0 (a cosine decay to 0 converges far better than a constant rate
   in few steps).
   """
-  optimizer = config.optimizer.copy_and_resolve_references()
-  if not optimizer.decay_steps:
-    optimizer.decay_steps = config.num_steps - optimizer.warmup_steps
-  tx, _ = state_lib.make_optimizer(optimizer)
+  tx, _ = state_lib.make_optimizer(config.optimizer, num_updates=config.num_steps)
   target = config.target_pass_at_1
 
   def stop_fn(step: int, params_: Any) -> bool:

@@ -40,16 +40,19 @@ class TrainState:
     return dataclasses.replace(self, **changes)
 
 
-def make_schedule(config) -> optax.Schedule:
+def make_schedule(config, num_updates: Optional[int] = None) -> optax.Schedule:
   """Learning-rate schedule from ``config.optimizer``.
 
   Fields: ``learning_rate``, ``schedule`` in ``{"constant", "cosine", "linear"}``,
-  ``warmup_steps`` (linear from 0), ``decay_steps`` (cosine/linear decay length after warm-up),
+  ``warmup_steps`` (linear from 0), ``decay_steps`` (cosine/linear decay length after warm-up;
+  ``0``: the rest of the run's ``num_updates`` optimizer steps, when given),
   ``end_learning_rate_factor`` (final lr / peak lr).
   """
   peak = config.learning_rate
   warmup = int(config.get("warmup_steps", 0))
   decay_steps = int(config.get("decay_steps", 0))
+  if not decay_steps and num_updates:
+    decay_steps = num_updates - warmup
   end = peak * float(config.get("end_learning_rate_factor", 0.0))
   kind = config.get("schedule", "constant")
   if kind == "constant":
@@ -65,14 +68,15 @@ def make_schedule(config) -> optax.Schedule:
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
 
 
-def make_optimizer(config) -> Tuple[optax.GradientTransformation, optax.Schedule]:
-  """``(tx, schedule)`` from ``config.optimizer``.
+def make_optimizer(config, num_updates: Optional[int] = None
+                   ) -> Tuple[optax.GradientTransformation, optax.Schedule]:
+  """``(tx, schedule)`` from ``config.optimizer`` (``num_updates``: see :func:`make_schedule`).
 
   ``name`` in ``{"adamw", "adam", "sgd"}`` with ``b1``, ``b2``, ``eps``, ``weight_decay``;
   ``grad_clip`` (max global norm, ``<= 0`` disables clipping) is applied before the optimizer, as
   in TRL/verl (``max_grad_norm``).
   """
-  schedule = make_schedule(config)
+  schedule = make_schedule(config, num_updates)
   name = config.get("name", "adamw")
   if name == "adamw":
     opt = optax.adamw(schedule, b1=config.get("b1", 0.9), b2=config.get("b2", 0.999),

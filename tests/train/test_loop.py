@@ -149,3 +149,38 @@ def test_non_finite_updates_are_skipped_and_stop_the_run_with_a_good_checkpoint(
   leaves = [np.asarray(x) for x in jax.tree.leaves(state["params"])]
   assert leaves and all(np.isfinite(x).all() for x in leaves)
   assert int(state["step"]) == 0  # the skipped update did not count
+
+
+def test_lora_run_trains_adapters_on_a_frozen_base_that_is_its_reference(tmp_path):
+  from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  config = tiny.tiny_config("grpo", num_steps=3, sft_steps=10, kl_coef=0.04)
+  config.lora.rank = 2
+  config.optimizer.learning_rate = 1e-2
+  config.optimizer.warmup_steps = 0
+  config.checkpoint.every = 1
+  loop.train(config, str(tmp_path))
+  records = _records(tmp_path)
+  # The reference is the base (adapters off, B = 0 at the start): no KL at the first update,
+  # some once the adapters moved.
+  assert records[0]["kl"] == 0 and records[2]["kl"] > 0
+  # Checkpoints hold the adapters only (and their optimizer state), no base, no reference copy.
+  raw, _ = checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints")).restore(3)
+  names = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(raw["params"])}
+  assert names and all(n.endswith(("['lora_a']", "['lora_b']")) for n in names), names
+  assert raw.get("ref_params") is None and raw.get("frozen") is None
+  assert any(np.abs(np.asarray(x)).max() > 0 for p, x in
+             jax.tree_util.tree_leaves_with_path(raw["params"]) if "lora_b" in str(p))
+  # Resume continues on the same base; a run that would build another base is refused.
+  config.rl.num_steps = 4
+  loop.train(config, str(tmp_path))
+  assert [r["step"] for r in _records(tmp_path)] == [1, 2, 3, 4]
+  before = (tmp_path / "config.json").read_text()
+  import flax.serialization  # pylint: disable=g-import-not-at-top
+  warm = flax.serialization.msgpack_restore((tmp_path / "warmup_params.msgpack").read_bytes())
+  moved = str(tmp_path / "other_base.msgpack")
+  checkpoint_lib.save_params(moved, jax.tree.map(lambda x: np.asarray(x) + 1e-3, warm))
+  other = tiny.tiny_config("grpo", num_steps=5, sft_steps=10, kl_coef=0.04)
+  other.lora.rank, other.checkpoint.every, other.sft.init_from = 2, 1, moved
+  with pytest.raises(ValueError, match="another base"):
+    loop.train(other, str(tmp_path))
+  assert (tmp_path / "config.json").read_text() == before  # the rejected resume wrote nothing
