@@ -309,11 +309,17 @@ _KNOWN_WORDS = frozenset(
     "upsilon Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega".split())
 
 
+# Answer words shorter than three letters; other one- and two-letter strings are variables or
+# products of them (``ab``), whose case matters.
+_SHORT_WORDS = frozenset(["no"])
+
+
 def _is_words(s: str) -> bool:
-  """True for answers made of natural-language words (``Monday``, ``no solution``)."""
+  """True for answers made of natural-language words (``Monday``, ``no solution``, ``No``)."""
   plain = re.sub(r"\\[a-zA-Z]+", lambda m: " " if m.group()[1:] in _KNOWN_WORDS else m.group(), s)
   words = [w for w in _WORD_RE.findall(plain) if w not in _KNOWN_WORDS]
-  return bool(words) and not re.search(r"\d", s) and any(len(w) >= 3 for w in words)
+  return bool(words) and not re.search(r"\d", s) and any(
+      len(w) >= 3 or w.lower() in _SHORT_WORDS for w in words)
 
 
 # Words that never end a number as its unit: hedges and connectives ("4 maybe five", "5 or

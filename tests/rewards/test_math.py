@@ -269,7 +269,10 @@ def test_intervals_as_inequalities_and_named_sets(pred, gold, expected):
 @pytest.mark.parametrize("pred, gold, expected", [
     (r"\text{Even}", r"\text{even}", True), (r"\text{NO SOLUTION}", "no solution", True),
     (r"\textbf{Yes}", "yes", True), ("Tuesday", r"\text{tuesday}", True),
+    ("No", "no", True), (r"\text{NO}", r"\text{no}", True), ("Yes", "YES", True),
     (r"\text{odd}", r"\text{even}", False), (r"\text{No}", "yes", False),
+    # One- and two-letter strings are variables: their case matters.
+    ("x", "X", False), ("ab", "AB", False),
 ])
 def test_text_differing_only_in_case(pred, gold, expected):
   assert rmath.is_equivalent(pred, gold) is expected
