@@ -47,18 +47,18 @@ def test_train_lowers_the_loss_and_stops_early_at_the_target():
     # The toy's probability of token 1 (the most frequent target) passes 0.35 after some steps.
     return float(jax.nn.softmax(p["logits"])[1]) > 0.35
 
-  out = sft.train(params, tx=tx, logprob_fn=_logprob_fn, batches=_batches(used), num_steps=200,
+  out, steps = sft.train(params, tx=tx, logprob_fn=_logprob_fn, batches=_batches(used), num_steps=200,
                   log_fn=lambda s, m: logged.append((s, m["sft/loss"])), log_every=1000,
                   stop_fn=stop_fn, stop_every=5)
   assert calls and all(c % 5 == 0 for c in calls)
-  assert len(used) == calls[-1] < 200        # stopped at the first check that passed
+  assert len(used) == calls[-1] == steps < 200   # stopped at the first check that passed
   assert float(jax.nn.softmax(out["logits"])[1]) > 0.35
   assert logged[-1][0] == calls[-1]          # the stopping step is logged
   # Without the hook all 200 steps run and the loss falls.
   used2, logged2 = [], []
   # (train donates its input buffers: start from fresh params.)
-  sft.train({"logits": jnp.zeros(4)}, tx=tx, logprob_fn=_logprob_fn, batches=_batches(used2),
-            num_steps=200,
-            log_fn=lambda s, m: logged2.append((s, m["sft/loss"])), log_every=100)
-  assert len(used2) == 200 and [s for s, _ in logged2] == [100, 200]
+  _, steps2 = sft.train({"logits": jnp.zeros(4)}, tx=tx, logprob_fn=_logprob_fn,
+                        batches=_batches(used2), num_steps=200,
+                        log_fn=lambda s, m: logged2.append((s, m["sft/loss"])), log_every=100)
+  assert len(used2) == steps2 == 200 and [s for s, _ in logged2] == [100, 200]
   assert logged2[-1][1] < np.log(4)
