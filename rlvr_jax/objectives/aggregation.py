@@ -39,6 +39,12 @@ def _check_sequence_level(loss: Array, mask: Array) -> None:
         f"mask {mask.shape}")
 
 
+def _masked(loss: Array, mask: Array) -> Array:
+  # ``m·l`` by select, not multiply: a masked position may hold inf/NaN (log-probs of padding,
+  # huge ratios) and ``inf * 0`` is NaN; the select also gives it an exactly zero gradient.
+  return jnp.where(mask > 0, loss * mask, 0.0)
+
+
 def _safe(count: Array) -> Array:
   # A batch with no valid token (or sequence) has a zero numerator too; dividing by 1 keeps it 0.
   return jnp.maximum(jnp.asarray(count, jnp.float32), 1.0)
@@ -50,7 +56,7 @@ def token_mean(loss: Array, mask: Array, counts: GlobalCounts) -> Array:
   verl ``loss_agg_mode='token-mean'``; TRL ``loss_type='dapo'`` (and ``'cispo'``).
   """
   _check_token_level(loss, mask)
-  return jnp.sum(loss * mask) / _safe(counts.num_tokens)
+  return jnp.sum(_masked(loss, mask)) / _safe(counts.num_tokens)
 
 
 def seq_mean_token_mean(loss: Array, mask: Array, counts: GlobalCounts) -> Array:
@@ -61,14 +67,15 @@ def seq_mean_token_mean(loss: Array, mask: Array, counts: GlobalCounts) -> Array
   ``seq-mean-token-mean``; TRL ``loss_type='grpo'``.
   """
   _check_token_level(loss, mask)
-  per_sequence = jnp.sum(loss * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+  per_sequence = (jnp.sum(_masked(loss, mask), axis=-1)
+                  / jnp.maximum(jnp.sum(mask, axis=-1), 1.0))
   return jnp.sum(per_sequence) / _safe(counts.num_sequences)
 
 
 def seq_mean_token_sum(loss: Array, mask: Array, counts: GlobalCounts) -> Array:
   """``(1/N_seq) Σ_i Σ_t m·l`` (verl ``seq-mean-token-sum``; sequence-level REINFORCE/RLOO)."""
   _check_token_level(loss, mask)
-  return jnp.sum(loss * mask) / _safe(counts.num_sequences)
+  return jnp.sum(_masked(loss, mask)) / _safe(counts.num_sequences)
 
 
 def sum_over_constant(loss: Array, mask: Array, counts: GlobalCounts, *, constant: float,
@@ -76,14 +83,17 @@ def sum_over_constant(loss: Array, mask: Array, counts: GlobalCounts, *, constan
   """Dr. GRPO's constant normaliser (arXiv 2503.20783, "Modification 2").
 
   ``per_sequence=True``: ``(1/N_seq) Σ_i Σ_t m·l / C`` (oat / understand-r1-zero, with
-  ``C = generate_max_length`` = 3000; TRL ``loss_type='dr_grpo'`` with ``C = max_completion_length``).
-  ``per_sequence=False``: ``Σ_{i,t} m·l / C`` (verl ``seq-mean-token-sum-norm`` with
-  ``loss_scale_factor = C``). The two differ by the factor ``1/N_seq``.
+  ``C = generate_max_length`` = 3000; TRL ``loss_type='dr_grpo'``, ``C = max_completion_length``;
+  verl 0.9.1 ``loss_agg_mode='seq-mean-token-sum-norm'`` with ``loss_scale_factor = C``, which
+  averages the per-sequence token sums over the global batch before dividing by ``C``).
+  ``per_sequence=False``: ``Σ_{i,t} m·l / C``, without the sequence mean (the form of verl's
+  ``seq-mean-token-sum-norm`` before 0.9, e.g. at commit b178a3c: ``sum(seq_losses) / C``).
+  The two differ by the factor ``1/N_seq``.
   """
   _check_token_level(loss, mask)
   if constant <= 0:
     raise ValueError(f"constant must be positive, got {constant}")
-  total = jnp.sum(loss * mask) / constant
+  total = jnp.sum(_masked(loss, mask)) / constant
   return total / _safe(counts.num_sequences) if per_sequence else total
 
 
@@ -93,8 +103,8 @@ def sequence_mean(loss: Array, mask: Array, counts: GlobalCounts) -> Array:
   Used by GMPO (arXiv 2507.20673), PACS (arXiv 2509.02522) and the LaSeR MSE (arXiv 2510.14943).
   """
   _check_sequence_level(loss, mask)
-  nonempty = (jnp.sum(mask, axis=-1) > 0).astype(loss.dtype)
-  return jnp.sum(loss * nonempty) / _safe(counts.num_sequences)
+  nonempty = jnp.sum(mask, axis=-1) > 0
+  return jnp.sum(_masked(loss, nonempty.astype(loss.dtype))) / _safe(counts.num_sequences)
 
 
 def group_sum(loss: Array, mask: Array, counts: GlobalCounts) -> Array:

@@ -12,6 +12,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from rlvr_jax.objectives import regularizers
+
 Array = jax.Array
 
 __all__ = [
@@ -22,8 +24,6 @@ __all__ = [
     "remap_binary",
     "w_reinforce",
 ]
-
-_KL_ESTIMATORS = ("k1", "k2", "k3", "abs")
 
 
 def _float(x) -> Array:
@@ -104,17 +104,18 @@ def overlong_soft_penalty(lengths: Array, *, max_length: int, cache_length: int,
 
 @functools.partial(jax.jit, static_argnames=("estimator",))
 def kl_in_reward(old_logprobs: Array, ref_logprobs: Array, mask: Array, *, beta: float,
-                 estimator: str = "k1") -> Array:
+                 estimator: str = "k1", log_ratio_clamp: float = 20.0,
+                 value_clamp: float = 10.0) -> Array:
   """Per-token KL penalty to add to the token rewards: ``r_t = -beta * KL_t * m_t``.
 
   The in-reward KL placement of PPO/RLOO/REINFORCE++ (REINFORCE++, arXiv 2501.03262 eq. 8:
   ``KL_t = log pi_old - log pi_ref``, the k1 estimator on the sampling policy). Matches verl
   ``apply_kl_penalty`` (``token_level_rewards = scores - beta * kl_penalty(old, ref) * mask``).
-  With ``d = log pi_old - log pi_ref`` (Schulman, joschu.net/blog/kl-approx.html):
-
-    * ``"k1"``: ``d``;  ``"abs"``: ``|d|``;  ``"k2"``: ``d^2 / 2``;
-    * ``"k3"``: ``exp(-d) + d - 1`` with ``-d`` clamped to ``[-20, 20]`` and the value to
-      ``[-10, 10]`` (verl ``low_var_kl``).
+  ``KL_t`` is ``regularizers.kl_penalty(old, ref, estimator=...)``, the same function (and the
+  same clamps: k3's exponent to ``±log_ratio_clamp``, its value to ``±value_clamp``) as the
+  in-loss KL term: ``"k1"``, ``"k2"``, ``"k3"``, ``"abs"`` (verl's ``"kl"``, ``"mse"``,
+  ``"low_var_kl"`` too). The straight-through ``"+"`` forms only change gradients, and there are
+  none here: they give the plain estimator's value.
 
   Add the result to ``outcome_to_token_rewards(rewards, mask)`` before ``reinforce_plus_plus``,
   or sum it over tokens for a sequence-level penalty (TRL RLOO ``beta``).
@@ -124,7 +125,9 @@ def kl_in_reward(old_logprobs: Array, ref_logprobs: Array, mask: Array, *, beta:
     ref_logprobs: ``[..., T]`` log-probs under the reference policy.
     mask: ``[..., T]`` completion mask.
     beta: KL coefficient.
-    estimator: ``"k1"``, ``"k2"``, ``"k3"`` or ``"abs"``.
+    estimator: a ``regularizers.KL_ESTIMATORS`` name.
+    log_ratio_clamp: bound on k3's exponent.
+    value_clamp: bound on k3's value.
 
   Returns:
     ``[..., T]`` token rewards (``-beta * KL``), zero on padding, without gradient.
@@ -135,17 +138,10 @@ def kl_in_reward(old_logprobs: Array, ref_logprobs: Array, mask: Array, *, beta:
   if not old_logprobs.shape == ref_logprobs.shape == mask.shape:
     raise ValueError(f"shapes differ: old {old_logprobs.shape}, ref {ref_logprobs.shape}, "
                      f"mask {mask.shape}.")
-  d = jax.lax.stop_gradient(old_logprobs - ref_logprobs)
-  if estimator == "k1":
-    kl = d
-  elif estimator == "abs":
-    kl = jnp.abs(d)
-  elif estimator == "k2":
-    kl = 0.5 * jnp.square(d)
-  elif estimator == "k3":
-    neg = jnp.clip(-d, -20.0, 20.0)
-    kl = jnp.clip(jnp.exp(neg) - neg - 1.0, -10.0, 10.0)
-  else:
-    raise ValueError(f"estimator must be one of {_KL_ESTIMATORS}, got {estimator!r}.")
+  valid = mask > 0
   # where, not multiply: padding may hold garbage log-probs (inf * 0 would be NaN).
-  return jnp.where(mask > 0, -beta * kl, 0.0).astype(old_logprobs.dtype)
+  old_logprobs = jnp.where(valid, jax.lax.stop_gradient(old_logprobs), 0.0)
+  ref_logprobs = jnp.where(valid, ref_logprobs, 0.0)
+  kl = regularizers.kl_penalty(old_logprobs, ref_logprobs, estimator=estimator,
+                               log_ratio_clamp=log_ratio_clamp, value_clamp=value_clamp)
+  return jnp.where(valid, -beta * kl, 0.0).astype(old_logprobs.dtype)

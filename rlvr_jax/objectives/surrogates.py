@@ -12,12 +12,15 @@ Every function returns ``(loss, diagnostics)``:
   per-sequence loss ``[B]`` for sequence objectives (GMPO, PACS), or a per-group loss stored on the
   first sequence of each group (REAL). Losses are minimised (``L = -J``).
 * ``diagnostics`` maps metric names to per-token ``[B, T]`` (or per-sequence ``[B]``) float arrays;
-  ``rlvr_jax.objectives.compose.summarize`` reduces them with the global counts (mean by default,
+  ``rlvr_jax.objectives.metrics.summarize`` reduces them with the global counts (mean by default,
   masked min/max for names ending in ``min``/``max``). Names follow TRL where TRL has one
   (``clip_ratio/low_mean``, ``clip_ratio/high_mean``, ``clip_ratio/region_mean``).
 
 Log-ratios are clamped before ``exp`` (``log_ratio_clamp``, verl's ±20; GSPO's ≤10): the forward
-value stays finite for any input, and a clamped token gets zero gradient.
+value stays finite for any input, and a clamped token gets zero gradient. Surrogates that take a
+``mask`` sum over tokens by select (``masked``), never ``x * mask``, so inf/NaN on a masked position
+cannot reach a sequence sum; token-level ones leave masked positions to the aggregation, and the
+objective (``loss_stages.Loss``) zeroes the constants there before calling them.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ def _check_per_sequence(name: str, batch: int, **arrays: Array) -> None:
   for k, v in arrays.items():
     if v.shape != (batch,):
       raise ValueError(f"{name}: {k} must have shape [B]=({batch},), got {v.shape}")
+
+
+def masked(x: Array, mask: Array) -> Array:
+  """``m·x`` by select: 0 where ``mask == 0`` even if ``x`` is inf/NaN there (``inf·0`` is NaN),
+  with an exactly zero gradient at those positions."""
+  return jnp.where(mask > 0, x * mask, 0.0)
 
 
 def _log_ratio(logprobs: Array, old_logprobs: Array, clamp: float) -> Array:
@@ -75,7 +84,7 @@ def _local_groups(group_ids: Array) -> Array:
 def _sequence_mean_log_ratio(logprobs: Array, old_logprobs: Array, mask: Array,
                              clamp: float) -> tuple[Array, Array]:
   lengths = jnp.sum(mask, axis=-1)
-  log_ratio = _log_ratio(logprobs, old_logprobs, clamp) * mask
+  log_ratio = masked(_log_ratio(logprobs, old_logprobs, clamp), mask)
   # GSPO (arXiv 2507.18071 §4) clamps T_i >= 1 so that empty sequences do not divide by zero.
   return jnp.sum(log_ratio, axis=-1) / jnp.maximum(lengths, 1.0), lengths
 
@@ -202,21 +211,24 @@ def clipped_is_reinforce(logprobs: Array, old_logprobs: Array, advantages: Array
 
 
 def cispo(logprobs: Array, old_logprobs: Array, advantages: Array, *,
-          epsilon_low: Optional[float] = None, epsilon_high: float = 4.0,
-          out_of_range: str = "clip",
+          is_lower: float = 0.0, is_upper: float = 5.0, out_of_range: str = "clip",
           log_ratio_clamp: float = 20.0) -> tuple[Array, Diagnostics]:
-  """CISPO (MiniMax-M1, arXiv 2506.13585): ``l = −sg(clip(ρ, 1−ε_low, 1+ε_high))·A·lp``.
+  """CISPO (MiniMax-M1, arXiv 2506.13585): ``l = −sg(clip(ρ, is_lower, is_upper))·A·lp``.
 
-  The paper sets ε_low "large" (no lower bound: ``epsilon_low=None``) and tunes only ε_high. The
-  default ``epsilon_high=4.0`` is an absolute cap of 5.0 on the weight, which is TRL
-  ``loss_type='cispo', epsilon_high=5.0`` (TRL caps at ``epsilon_high`` itself) and ScaleRL's value
-  (arXiv 2510.13786); verl ``loss_mode='cispo'`` is ``clip_ratio_low/high`` = ``ε_low/ε_high``.
-  See ``clipped_is_reinforce`` for ``out_of_range``.
+  The bounds truncate the detached importance-sampling weight (they are not a trust region):
+  the paper's ``clip(ρ, 1 − ε^IS_low, 1 + ε^IS_high)`` with ``is_lower = 1 − ε^IS_low`` and
+  ``is_upper = 1 + ε^IS_high``. The paper sets ε^IS_low "large", i.e. no lower bound: the
+  default ``is_lower=0.0`` (``ρ > 0``, so it never binds). The default cap ``is_upper=5.0`` is
+  ScaleRL's (arXiv 2510.13786) and TRL ``loss_type='cispo', epsilon_high=5.0`` (TRL's
+  ``epsilon_high`` is this absolute cap); verl ``loss_mode='cispo'`` is ``clip_ratio_low =
+  1 − is_lower``, ``clip_ratio_high = is_upper − 1``. See ``clipped_is_reinforce`` for
+  ``out_of_range``.
   """
-  lower = None if epsilon_low is None else 1.0 - epsilon_low
-  return clipped_is_reinforce(logprobs, old_logprobs, advantages, lower=lower,
-                              upper=1.0 + epsilon_high, out_of_range=out_of_range,
-                              log_ratio_clamp=log_ratio_clamp)
+  if not 0.0 <= is_lower <= is_upper:
+    raise ValueError(f"cispo: need 0 <= is_lower <= is_upper, got {is_lower}, {is_upper}")
+  return clipped_is_reinforce(logprobs, old_logprobs, advantages,
+                              lower=is_lower if is_lower > 0 else None, upper=is_upper,
+                              out_of_range=out_of_range, log_ratio_clamp=log_ratio_clamp)
 
 
 def dispo(logprobs: Array, old_logprobs: Array, advantages: Array, correct: Array, *,
@@ -275,30 +287,33 @@ def sapo(logprobs: Array, old_logprobs: Array, advantages: Array, *,
 
 
 def gmpo(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array, *,
-         epsilon_low: float = 0.4, epsilon_high: float = 0.4,
+         log_clip_low: float = 0.4, log_clip_high: float = 0.4,
          log_ratio_clamp: float = 20.0) -> tuple[Array, Diagnostics]:
   """GMPO (arXiv 2507.20673): clipped geometric mean of token ratios, one loss per sequence ``[B]``.
 
   With ``σ_i = sign(A_i)`` and ``d = lp − lo``:
-  ``J_i = A_i · exp(σ_i · mean_t min(σ_i d_t, σ_i clip(d_t, −ε_low, ε_high)))``, ``l_i = −J_i``.
-  The clip is in log space (the paper's range ``(e^{−0.4}, e^{0.4})``: defaults 0.4/0.4), and
-  "sign-aware": only the bound that limits the update in the advantage's direction binds.
+  ``J_i = A_i · exp(σ_i · mean_t min(σ_i d_t, σ_i clip(d_t, −c_low, c_high)))``, ``l_i = −J_i``.
+  The clip acts on the token **log**-ratio ``d`` (``log_clip_low``/``log_clip_high``: the
+  ratio range is ``(e^{−c_low}, e^{c_high})``, the paper's ``(e^{−0.4}, e^{0.4})``: defaults
+  0.4/0.4, the official ``callsys/GMPO`` scripts' ``cliprange=0.4``; verl ``clip_ratio_low/high``),
+  not on ``ρ − 1`` as PPO's ε, and it is "sign-aware": only the bound that limits the update in
+  the advantage's direction binds.
   ``A_i`` is the token-mean of ``advantages`` over the sequence (its value for sequence-level
   estimators). verl ``loss_mode='geo_mean'``; aggregate with ``aggregation.sequence_mean``.
   """
   check_token_shapes("gmpo", logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
                      mask=mask)
   lengths = jnp.sum(mask, axis=-1)
-  seq_adv = sg(jnp.sum(advantages * mask, axis=-1) / jnp.maximum(lengths, 1.0))
+  seq_adv = sg(jnp.sum(masked(advantages, mask), axis=-1) / jnp.maximum(lengths, 1.0))
   sign = jnp.sign(seq_adv)[:, None]
   log_ratio = _log_ratio(logprobs, old_logprobs, log_ratio_clamp)
-  clipped = jnp.clip(log_ratio, -epsilon_low, epsilon_high)
-  term = jnp.minimum(sign * log_ratio, sign * clipped) * mask
+  clipped = jnp.clip(log_ratio, -log_clip_low, log_clip_high)
+  term = masked(jnp.minimum(sign * log_ratio, sign * clipped), mask)
   mean_term = jnp.sum(term, axis=-1) / jnp.maximum(lengths, 1.0)
   loss = -seq_adv * jnp.exp(sign[:, 0] * mean_term)
   value = sg(log_ratio)
-  diagnostics = _clip_fractions((value < -epsilon_low) & (sign < 0),
-                                (value > epsilon_high) & (sign > 0))
+  diagnostics = _clip_fractions((value < -log_clip_low) & (sign < 0),
+                                (value > log_clip_high) & (sign > 0))
   diagnostics["approx_kl"] = _approx_kl(logprobs, old_logprobs)
   return loss, diagnostics
 
@@ -326,11 +341,12 @@ def kl_cov(logprobs: Array, old_logprobs: Array, advantages: Array, mask: Array,
 
 
 def token_covariance(advantages: Array, logprobs: Array, mask: Array) -> Array:
-  """``(A − Ā)(lp − l̄p)`` per token, means over ``mask``-valid tokens (Clip-Cov/KL-Cov statistic)."""
+  """``(A − Ā)(lp − l̄p)`` per token, means over ``mask``-valid tokens (Clip-Cov/KL-Cov statistic);
+  0 on masked tokens."""
   n = jnp.maximum(jnp.sum(mask), 1.0)
-  adv_mean = jnp.sum(advantages * mask) / n
-  lp_mean = jnp.sum(logprobs * mask) / n
-  return (advantages - adv_mean) * (logprobs - lp_mean)
+  adv_mean = jnp.sum(masked(advantages, mask)) / n
+  lp_mean = jnp.sum(masked(logprobs, mask)) / n
+  return jnp.where(mask > 0, (advantages - adv_mean) * (logprobs - lp_mean), 0.0)
 
 
 def _top_covariance(advantages: Array, logprobs: Array, mask: Array, fraction: float) -> Array:
@@ -367,8 +383,8 @@ def real(logprobs: Array, old_logprobs: Array, mask: Array, correct: Array, grou
 
   def anchored_lse(logits: Array, member: Array) -> Array:
     # log(1 + Σ_{k∈group, member} e^{logit_k}), shifted by a constant for stability.
-    masked = jnp.where(member, logits, -jnp.inf)
-    shift = sg(jnp.maximum(jax.ops.segment_max(masked, seg, batch), 0.0))
+    member_logits = jnp.where(member, logits, -jnp.inf)
+    shift = sg(jnp.maximum(jax.ops.segment_max(member_logits, seg, batch), 0.0))
     terms = jnp.where(member, jnp.exp(jnp.where(member, logits, 0.0) - shift[seg]), 0.0)
     return shift + jnp.log(jnp.exp(-shift) + jax.ops.segment_sum(terms, seg, batch))
 
@@ -403,7 +419,7 @@ def pacs(logprobs: Array, old_logprobs: Array, mask: Array, correct: Array, grou
   if score not in ("sum", "mean") or baseline not in ("rloo", "grpo", "none"):
     raise ValueError(f"pacs: bad score={score!r} or baseline={baseline!r}")
   seg = _local_groups(group_ids)
-  log_ratio = _log_ratio(logprobs, old_logprobs, log_ratio_clamp) * mask
+  log_ratio = masked(_log_ratio(logprobs, old_logprobs, log_ratio_clamp), mask)
   total = jnp.sum(log_ratio, axis=-1)
   if score == "mean":
     total = total / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)

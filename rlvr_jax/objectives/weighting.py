@@ -2,8 +2,9 @@
 
 Every function returns ``(weights, diagnostics)``: ``weights`` ``[B, T]`` float32 carry no gradient
 (they are stop-gradiented here) and multiply either the per-token loss (IS corrections, entropy
-masks, Clip-Cov) or the advantages (THR); ``compose.token_weighting(fn, apply_to=...)`` chooses.
-``diagnostics`` are per-token (or per-sequence ``[B]``) arrays reduced by ``compose.summarize``:
+masks, Clip-Cov) or the advantages (THR); ``compose.token_weighting(fn, apply_to=...)`` chooses
+(the objective zeroes them on masked positions, where a weight may be inf/NaN).
+``diagnostics`` are per-token (or per-sequence ``[B]``) arrays reduced by ``metrics.summarize``:
 names ending in ``min``/``max`` are masked min/max, the rest masked means over the global token
 count.
 
@@ -133,7 +134,7 @@ def rollout_importance_weights(old_logprobs: Array, rollout_logprobs: Array, mas
     raise ValueError(f"bad level={level!r} / mode={mode!r}")
   if level == "geometric" and mode != "mask":
     raise ValueError("level='geometric' supports mode='mask' only")
-  diff = sg(old_logprobs - rollout_logprobs) * mask
+  diff = sg(surrogates.masked(old_logprobs - rollout_logprobs, mask))
   token_log_ratio = jnp.clip(diff, -log_ratio_clamp, log_ratio_clamp)
   if level == "token":
     ratio = jnp.exp(token_log_ratio)

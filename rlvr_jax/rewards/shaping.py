@@ -1,8 +1,8 @@
 """Length shaping: Kimi-style group length reward, cosine length scaling, n-gram repetition.
 
-DAPO's soft overlong punishment lives in :mod:`rlvr_jax.objectives.reward_transforms` (it is a
-reward transform of the objective layer) and is re-exported here as
-:func:`overlong_soft_penalty`.
+DAPO's soft overlong punishment is a reward transform of the objective layer:
+``rlvr_jax.objectives.reward_transforms.overlong_soft_penalty`` (its one home; ``rewards`` does
+not import ``objectives``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ from typing import Hashable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from rlvr_jax.objectives.reward_transforms import overlong_soft_penalty  # re-export
-
 Array = jax.Array
 
-__all__ = ["overlong_soft_penalty", "kimi_length_reward", "cosine_length_reward",
-           "repetition_penalty"]
+__all__ = ["kimi_length_reward", "cosine_length_reward", "repetition_penalty"]
 
 
 @jax.jit

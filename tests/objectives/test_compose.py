@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rlvr_jax import advantages
-from rlvr_jax.objectives import aggregation, compose, surrogates, weighting
+from rlvr_jax.objectives import aggregation, binding, compose, reward_transforms, surrogates
+from rlvr_jax.objectives import weighting
 from rlvr_jax.types import AdvantageInputs, LossBatch, global_counts
 
 B, T = 4, 3
@@ -111,13 +112,21 @@ def test_reward_chain_and_kl_in_reward_adapter():
       tokens=jnp.zeros((1, 2, 3), jnp.int32), lengths=jnp.array([[3, 3]]),
       truncated=jnp.zeros((1, 2)), token_rewards=jnp.zeros((1, 2, 3)),
       extras={"old_logprobs": jnp.zeros((1, 2, 3)), "ref_logprobs": -jnp.ones((1, 2, 3))})
-  from rlvr_jax.objectives import reward_transforms
   chain = compose.chain_rewards(
-      compose.reward_transform(reward_transforms.remap_binary, pos=1.0, neg=-1.0),
+      compose.reward_transform(reward_transforms.remap_binary, read={"correct": "rewards"},
+                               pos=1.0, neg=-1.0),
       compose.reward_transform(reward_transforms.overlong_soft_penalty, combine="add",
                                max_length=3, cache_length=2))
+  assert chain.reads == {"rewards", "lengths"}
   # |y| = 3 = L_max: penalty ((3 - 2) - 3) / 2 = -1.
   np.testing.assert_allclose(chain(inputs.rewards, inputs), [[0.0, -2.0]])
+  # Correctness is read as ``correct`` unless a binding says otherwise: no silent aliasing.
+  remap = compose.reward_transform(reward_transforms.remap_binary, pos=1.0, neg=-1.0)
+  assert remap.reads == {"correct"}
+  with pytest.raises(KeyError, match="correct"):
+    remap(inputs.rewards, inputs)
+  with_correct = dataclasses.replace(inputs, extras={"correct": jnp.array([[0.0, 1.0]])})
+  np.testing.assert_allclose(remap(inputs.rewards, with_correct), [[-1.0, 1.0]])
   stage = compose.with_kl_in_reward(compose.advantage(advantages.identity), beta=0.1,
                                     target="rewards")
   np.testing.assert_allclose(stage(inputs), [[1.0 - 0.3, -0.3]], rtol=1e-6)
@@ -160,6 +169,96 @@ def test_after_warmup_switches_on_step():
 def test_loss_declares_what_it_reads():
   from rlvr_jax.objectives import presets  # pylint: disable=g-import-not-at-top
   grpo = presets.get("grpo")
-  assert {"logprobs", "old_logprobs", "ref_logprobs", "advantages", "mask"} <= set(grpo.loss.reads)
-  assert "entropy" not in grpo.loss.reads
-  assert "thr" in presets.get("thr").loss.reads
+  assert {"logprobs", "old_logprobs", "ref_logprobs", "advantages", "mask"} <= grpo.loss_reads
+  assert "entropy" not in grpo.loss_reads
+  assert "thr" in presets.get("thr").loss_reads
+  assert isinstance(grpo.loss, compose.Loss) and grpo.loss.reads == grpo.loss_reads
+
+
+def test_objective_reads_and_hparams_of_a_custom_objective():
+  def my_advantage(rewards, my_baseline):
+    return rewards - my_baseline[:, None]
+
+  objective = compose.make_objective(
+      "custom",
+      reward_transform=compose.reward_transform(
+          reward_transforms.overlong_soft_penalty, combine="add", max_length=3, cache_length=1),
+      advantage=compose.with_kl_in_reward(compose.advantage(my_advantage), beta=0.1),
+      token_weighting=[compose.token_weighting(weighting.high_entropy_mask)],
+      surrogate=compose.surrogate(surrogates.gspo),
+      aggregation=aggregation.seq_mean_token_mean,
+      regularizers=[compose.entropy_bonus(0.01)],
+      hparams={"beta": 0.1})
+  assert objective.advantage_reads == {"lengths", "rewards", "my_baseline", "old_logprobs",
+                                       "ref_logprobs", "mask"}
+  assert objective.loss_reads == {"logprobs", "mask", "entropy", "old_logprobs", "advantages"}
+  assert objective.needs_reference and objective.needs_entropy and not objective.whole_groups
+  assert objective.hparams == {"beta": 0.1}
+  # A plain callable is accepted as an advantage stage; it declares no reads.
+  plain = compose.make_objective("plain", advantage=lambda inputs: inputs.rewards,
+                                 surrogate=compose.surrogate(surrogates.reinforce),
+                                 aggregation=aggregation.token_mean)
+  assert plain.advantage_reads == frozenset() and plain.hparams == {}
+
+
+def test_binding_reads_renames_and_checks_names():
+  def fn(a, b, *, c=1.0, d=None):
+    return a + b + c + (0 if d is None else d)
+
+  stage = binding.bind("surrogate", fn, {"c": 2.0}, read={"b": "bee", "d": "dee"})
+  assert stage.reads == {"a", "bee", "dee"}
+  assert stage({"a": 1.0, "bee": 10.0, "dee": 100.0}) == 113.0
+  with pytest.raises(KeyError, match="dee"):
+    stage({"a": 1.0, "bee": 10.0})
+  with pytest.raises(TypeError, match="no parameter"):
+    binding.bind("surrogate", fn, {"e": 1})
+  with pytest.raises(TypeError, match="no parameter"):
+    binding.bind("surrogate", fn, {}, read=("e",))
+  with pytest.raises(TypeError, match="both"):
+    binding.bind("surrogate", fn, {"c": 1.0}, read=("c",))
+  with pytest.raises(ValueError):
+    binding.Stage("loss", fn, frozenset())
+
+
+def test_make_objective_checks_stage_roles():
+  adv = compose.advantage(advantages.identity)
+  weight = compose.token_weighting(weighting.rollout_importance_weights)
+  with pytest.raises(TypeError, match="surrogate"):
+    compose.make_objective("bad", advantage=adv, surrogate=weight,
+                           aggregation=aggregation.token_mean)
+  with pytest.raises(TypeError, match="advantage"):
+    compose.make_objective("bad", advantage=compose.surrogate(surrogates.reinforce),
+                           surrogate=compose.surrogate(surrogates.reinforce),
+                           aggregation=aggregation.token_mean)
+  with pytest.raises(TypeError, match="regularizer"):
+    compose.make_objective("bad", advantage=adv,
+                           surrogate=compose.surrogate(surrogates.reinforce),
+                           aggregation=aggregation.token_mean, regularizers=[weight])
+  with pytest.raises(TypeError, match="reward"):
+    compose.chain_rewards(adv)
+
+
+def test_compose_keeps_the_public_names():
+  from rlvr_jax.objectives import (advantage_stages, loss_stages,  # pylint: disable=g-import-not-at-top
+                                   metrics, regularizers)
+  assert compose.combine_metrics is metrics.combine_metrics
+  assert compose.summarize is metrics.summarize
+  assert compose.kl_loss is regularizers.kl_loss
+  assert compose.entropy_bonus is regularizers.entropy_bonus
+  assert compose.laser_self_reward_loss is regularizers.laser_self_reward_loss
+  assert compose.surrogate is loss_stages.surrogate
+  assert compose.token_weighting is loss_stages.token_weighting
+  for name in ("advantage", "reward_transform", "chain_rewards", "token_reward_advantage",
+               "after_warmup", "with_kl_in_reward"):
+    assert getattr(compose, name) is getattr(advantage_stages, name)
+
+
+def test_summarize_passes_scalar_extrema_through_and_rejects_other_shapes():
+  out = compose.summarize({"coef_max": jnp.float32(0.3)}, MASK, COUNTS)
+  np.testing.assert_allclose(out["coef_max"], 0.3)
+  with pytest.raises(ValueError):
+    compose.summarize({"coef": jnp.float32(0.3)}, MASK, COUNTS)
+  nan_on_padding = np.where(MASK > 0, 1.0, np.nan).astype(np.float32)
+  out = compose.summarize({"x": nan_on_padding, "x_min": nan_on_padding, "x_max": nan_on_padding},
+                          MASK, COUNTS)
+  np.testing.assert_allclose([out["x"], out["x_min"], out["x_max"]], [1.0, 1.0, 1.0])

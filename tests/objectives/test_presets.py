@@ -30,6 +30,8 @@ REF = (OLD + RNG.normal(0, 0.2, (B, T))).astype(np.float32)
 ROLLOUT = (OLD + RNG.normal(0, 0.1, (B, T))).astype(np.float32)
 LOGPROBS = (OLD + RNG.normal(0, 0.3, (B, T))).astype(np.float32)
 ENTROPY = RNG.uniform(0.1, 2.0, (B, T)).astype(np.float32)
+SELF_REWARDS = RNG.uniform(-0.2, 1.2, (P, G)).astype(np.float32)
+THR = RNG.normal(0, 1, (B, T)).astype(np.float32)
 
 OVERRIDES = {
     "dapo": dict(max_length=T, cache_length=2),
@@ -45,7 +47,7 @@ def advantage_inputs(rewards):
       token_rewards=jnp.zeros((P, G, T)),
       extras={
           "greedy_rewards": jnp.asarray([1.0, 0.0, 0.0, 1.0]),
-          "self_rewards": jnp.asarray(RNG.uniform(-0.2, 1.2, (P, G)).astype(np.float32)),
+          "self_rewards": jnp.asarray(SELF_REWARDS),
           "old_logprobs": jnp.asarray(OLD.reshape(P, G, T)),
           "ref_logprobs": jnp.asarray(REF.reshape(P, G, T)),
           "correct": jnp.asarray(CORRECT),
@@ -64,7 +66,7 @@ def loss_batch(rewards, advantages_bt, logprobs_shift=0.0):
       correct=jnp.asarray(correct), group_ids=jnp.repeat(jnp.arange(P, dtype=jnp.int32) + 10, G),
       truncated=jnp.asarray(truncated),
       extras={
-          "thr": jnp.asarray(RNG.normal(0, 1, (B, T)).astype(np.float32)),
+          "thr": jnp.asarray(THR),
           "selfreward_position": jnp.asarray(np.minimum(LENGTHS.reshape(B), T - 1)),
           "selfreward_weights": regularizers.laser_class_weights(correct, truncated),
       })
@@ -358,6 +360,8 @@ def test_register_makes_a_user_objective_reachable_by_name():
     assert presets.names()[-1] == "test_user_objective"
     objective = presets.get("test_user_objective", epsilon=0.1)
     assert objective.name == "test_user_objective"
+    assert objective.hparams == {"epsilon": 0.1}
+    assert presets.defaults("test_user_objective") == {"epsilon": 0.2}
     # The registered factory is what runs: group centring of [[1, 0]] is [[0.5, -0.5]].
     inputs = dataclasses.replace(advantage_inputs(CORRECT), rewards=jnp.array(CORRECT))
     np.testing.assert_allclose(objective.advantage(inputs),
@@ -366,3 +370,191 @@ def test_register_makes_a_user_objective_reachable_by_name():
       presets.get("test_user_objective", not_a_knob=1)
   finally:
     del presets._PRESETS["test_user_objective"]  # keep the registry as other tests expect it
+
+
+# ---------------------------------------------------------------------------------------------
+# Keyword arguments as config data, resolved hparams, and what each objective reads.
+
+PPO_CLIP_PRESETS = {"grpo", "dapo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline",
+                    "psr", "nsr", "w_reinforce", "riskpo", "weighted_grpo", "tempo", "laser",
+                    "thr"}
+
+
+def test_every_preset_keyword_is_plain_config_data_and_recorded_as_hparams():
+  for name in NAMES:
+    defaults = presets.defaults(name)
+    assert all(type(v) in (bool, int, float, str) for v in defaults.values()), (name, defaults)
+    objective = presets.get(name, **OVERRIDES.get(name, {}))
+    assert objective.hparams == {**defaults, **OVERRIDES.get(name, {})}, name
+  assert presets.get("grpo", epsilon_high=0.28).hparams["epsilon_high"] == 0.28
+  # Calling the preset function directly records them too.
+  assert presets.dapo(epsilon_high=0.3).hparams == {**presets.defaults("dapo"),
+                                                    "epsilon_high": 0.3}
+  assert compose.make_objective(
+      "x", advantage=presets.GRPO_ADVANTAGE, surrogate=presets.ppo_clip_stage(0.2, 0.2),
+      aggregation=presets.aggregation.token_mean).hparams == {}
+
+
+def test_ppo_clip_presets_take_epsilon_low_and_high_and_other_knobs_have_their_own_names():
+  for name in NAMES:
+    keys = set(presets.defaults(name))
+    assert "epsilon" not in keys, name
+    if name in PPO_CLIP_PRESETS:
+      assert {"epsilon_low", "epsilon_high", "dual_clip"} <= keys, name
+      defaults = presets.defaults(name)
+      if name != "dapo":
+        assert defaults["epsilon_high"] == defaults["epsilon_low"] == 0.2, name
+      assert defaults["dual_clip"] == 0.0, name
+  assert set(presets.defaults("cispo")) == {"is_lower", "is_upper"}
+  assert set(presets.defaults("gmpo")) == {"log_clip_low", "log_clip_high"}
+  assert set(presets.defaults("gspo")) == {"epsilon_low", "epsilon_high"}  # sequence-ratio PPO
+  with pytest.raises(ValueError, match="dual_clip"):
+    presets.get("grpo", dual_clip=0.5)
+
+
+def test_experimental_presets_are_marked_by_the_decorator():
+  assert presets.EXPERIMENTAL == {"dispo", "weighted_grpo", "tempo", "thr"}
+
+
+def test_grpo_takes_clip_higher():
+  objective = presets.get("grpo", epsilon_low=0.1, epsilon_high=0.3, kl_coef=0.0)
+  assert not objective.needs_reference
+  adv = np.asarray(objective.advantage(advantage_inputs(CORRECT)))
+  adv_bt = np.repeat(adv.reshape(B, 1), T, 1)
+  batch = loss_batch(CORRECT, adv_bt)
+  loss, _ = objective.loss(jnp.asarray(LOGPROBS), batch,
+                           global_counts(batch.mask, batch.group_ids))
+  np.testing.assert_allclose(
+      loss, np_seq_mean_token_mean(verl_vanilla(LOGPROBS, OLD, adv_bt, 0.1, 0.3, 1e9)),
+      rtol=1e-5)
+
+
+def test_cispo_truncation_bounds_and_gmpo_log_clip():
+  _, _, _, batch, *_ = run("cispo")
+  a = np.asarray(batch.advantages)
+  ratio = np.exp(LOGPROBS - OLD)
+  objective = presets.get("cispo", is_lower=0.9, is_upper=1.1)
+  counts = global_counts(batch.mask, batch.group_ids)
+  loss, _ = objective.loss(jnp.asarray(LOGPROBS), batch, counts)
+  np.testing.assert_allclose(loss, np_token_mean(-np.clip(ratio, 0.9, 1.1) * a * LOGPROBS),
+                             rtol=1e-5)
+  # GMPO: the clip range bounds the token log-ratio, [−0.05, 0.1] here.
+  objective = presets.get("gmpo", log_clip_low=0.05, log_clip_high=0.1)
+  loss, _ = objective.loss(jnp.asarray(LOGPROBS), batch, counts)
+  seq_adv = (a * MASK).sum(-1) / np.maximum(MASK.sum(-1), 1)
+  sign = np.sign(seq_adv)[:, None]
+  d = LOGPROBS - OLD
+  term = np.minimum(sign * d, sign * np.clip(d, -0.05, 0.1)) * MASK
+  per_seq = -seq_adv * np.exp(sign[:, 0] * term.sum(-1) / np.maximum(MASK.sum(-1), 1))
+  np.testing.assert_allclose(loss, per_seq[NONEMPTY].sum() / NONEMPTY.sum(), rtol=1e-5)
+
+
+def test_objectives_declare_what_they_read():
+  reads = {n: presets.get(n, **OVERRIDES.get(n, {})) for n in NAMES}
+  assert reads["grpo"].advantage_reads == {"rewards"}
+  # The remaps read correctness explicitly (no fallback to the rewards).
+  assert reads["dapo"].advantage_reads == {"rewards", "correct", "lengths"}
+  assert reads["psr"].advantage_reads == {"rewards", "correct"}
+  assert reads["rloo"].advantage_reads == {"rewards", "old_logprobs", "ref_logprobs", "mask"}
+  assert {"token_rewards", "old_logprobs", "ref_logprobs"} <= reads["reinforce_pp"].advantage_reads
+  assert reads["remax"].advantage_reads == {"rewards", "greedy_rewards"}
+  assert reads["laser"].advantage_reads == {"rewards", "self_rewards", "truncated", "step"}
+  assert reads["grpo"].loss_reads == {"logprobs", "mask", "old_logprobs", "advantages",
+                                      "ref_logprobs"}
+  assert {"selfreward_position", "selfreward_weights", "correct",
+          "truncated"} <= reads["laser"].loss_reads
+  assert "thr" in reads["thr"].loss_reads
+  assert "entropy" in reads["psr"].loss_reads and "entropy" not in reads["grpo"].loss_reads
+  assert {"group_ids", "correct"} <= reads["real"].loss_reads
+  for objective in reads.values():  # the flags follow the reads
+    assert objective.needs_reference == ("ref_logprobs" in objective.advantage_reads
+                                         | objective.loss_reads)
+    assert objective.needs_entropy == ("entropy" in objective.loss_reads)
+    assert objective.loss.reads == objective.loss_reads  # a field of the loss, not patched on
+
+
+def test_laser_exposes_the_self_reward_settings_the_trainer_reads():
+  hparams = presets.get("laser", temperature=0.7).hparams
+  assert (hparams["beta_v"], hparams["c_ref"], hparams["temperature"]) == (0.1, -23.0, 0.7)
+
+
+def test_register_refuses_factories_that_are_not_config_data():
+  def with_none(*, clip=None):
+    return presets.grpo()
+
+  def with_kwargs(**kwargs):
+    return presets.grpo()
+
+  def with_tuple(*, bounds=(0.1, 0.2)):
+    return presets.grpo()
+
+  for factory in (with_none, with_kwargs, with_tuple):
+    with pytest.raises(TypeError):
+      presets.register("test_bad_factory", factory)
+  assert "test_bad_factory" not in presets.names()
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN safety: masked positions may hold anything (issue 14, item 4).
+
+GARBAGE = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, np.nan], np.float32)
+
+
+def _garbage(x, where, offset=0):
+  x = np.array(x, np.float32, copy=True)
+  for k, (i, j) in enumerate(np.argwhere(where)):
+    x[i, j] = GARBAGE[(k + offset) % len(GARBAGE)]
+  return x
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(name):
+  """The preset and its jit'd stages, compiled once for the clean and the corrupted batch."""
+  objective = presets.get(name, **OVERRIDES.get(name, {}))
+  return (objective, jax.jit(objective.reward_transform), jax.jit(objective.advantage),
+          jax.jit(jax.value_and_grad(objective.loss, has_aux=True)))
+
+
+def nan_run(name, corrupt):
+  """Rewards, advantages, loss, gradient and metrics with (or without) garbage on padding."""
+  objective, reward_fn, advantage_fn, loss_fn = compiled(name)
+  padding = MASK == 0
+  inputs = advantage_inputs(CORRECT)
+  old, ref = OLD, REF
+  lp, ent = LOGPROBS, ENTROPY
+  if corrupt:
+    old, ref = _garbage(OLD, padding), _garbage(REF, padding, offset=1)
+    keep = np.zeros_like(padding)
+    if name == "laser":  # z_c's log-prob sits outside the mask and is a real value
+      keep[np.arange(B), np.minimum(LENGTHS.reshape(B), T - 1)] = True
+    lp = _garbage(LOGPROBS, padding & ~keep, offset=2)
+    ent = _garbage(ENTROPY, padding, offset=3)
+  inputs = dataclasses.replace(inputs, extras={
+      **inputs.extras, "old_logprobs": jnp.asarray(old.reshape(P, G, T)),
+      "ref_logprobs": jnp.asarray(ref.reshape(P, G, T))})
+  rewards = reward_fn(inputs.rewards, inputs)
+  advantages = advantage_fn(dataclasses.replace(inputs, rewards=rewards))
+  adv_bt = np.asarray(adv_lib.broadcast_to_tokens(advantages, inputs.mask).reshape(B, T))
+  batch = loss_batch(rewards, _garbage(adv_bt, padding, offset=4) if corrupt else adv_bt)
+  batch = dataclasses.replace(
+      batch, old_logprobs=jnp.asarray(old), ref_logprobs=jnp.asarray(ref),
+      rollout_logprobs=jnp.asarray(_garbage(ROLLOUT, padding, offset=5) if corrupt else ROLLOUT))
+  counts = global_counts(batch.mask, batch.group_ids)
+  entropy = jnp.asarray(ent) if objective.needs_entropy else None
+  (loss, metrics), grad = loss_fn(jnp.asarray(lp), batch, counts, entropy)
+  return rewards, advantages, loss, grad, metrics
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_garbage_on_masked_positions_changes_nothing(name):
+  clean, dirty = nan_run(name, False), nan_run(name, True)
+  rewards, advantages, loss, grad, metrics = dirty
+  assert np.isfinite(loss) and np.all(np.isfinite(grad)), name
+  np.testing.assert_allclose(rewards, clean[0], rtol=1e-6, err_msg=name)
+  np.testing.assert_allclose(advantages, clean[1], rtol=1e-5, atol=1e-6, err_msg=name)
+  np.testing.assert_allclose(loss, clean[2], rtol=1e-6, atol=1e-7, err_msg=name)
+  np.testing.assert_allclose(grad, clean[3], rtol=1e-6, atol=1e-7, err_msg=name)
+  assert set(metrics) == set(clean[4])
+  for key, value in metrics.items():
+    assert not np.isnan(value), (name, key)
+    np.testing.assert_allclose(value, clean[4][key], rtol=1e-6, atol=1e-7, err_msg=key)

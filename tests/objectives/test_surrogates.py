@@ -68,7 +68,7 @@ def test_gradient_zero_outside_trust_region_and_constants_get_no_gradient():
   g = _grad(lambda x: surrogates.ppo_clip(x, old, adv, epsilon_high=0.28), LP)
   np.testing.assert_array_equal(g, 0.0)
   # CISPO keeps a gradient at the capped weight 1 + 0.28: −1.28·A.
-  g = _grad(lambda x: surrogates.cispo(x, old, adv, epsilon_high=0.28), LP)
+  g = _grad(lambda x: surrogates.cispo(x, old, adv, is_upper=1.28), LP)
   np.testing.assert_allclose(g, -1.28 * adv * MASK, rtol=1e-6)
   for fn in (surrogates.ppo_clip, surrogates.cispo, surrogates.sapo):
     g_old = jax.grad(lambda o: jnp.sum(fn(jnp.asarray(LP), o, jnp.asarray(ADV))[0]))(
@@ -81,9 +81,15 @@ def test_gradient_zero_outside_trust_region_and_constants_get_no_gradient():
 
 def test_cispo_and_dispo_weights():
   ratio = np.exp(LP - OLD)
-  loss, _ = surrogates.cispo(LP, OLD, ADV, epsilon_low=0.1, epsilon_high=0.2)
+  loss, _ = surrogates.cispo(LP, OLD, ADV, is_lower=0.9, is_upper=1.2)
   np.testing.assert_allclose(loss, -np.clip(ratio, 0.9, 1.2) * ADV * LP, rtol=1e-5)
-  loss, _ = surrogates.cispo(LP, OLD, ADV, epsilon_low=0.1, epsilon_high=0.2,
+  # Defaults: no lower bound, absolute cap 5 (TRL ``epsilon_high=5.0``).
+  loss, diag = surrogates.cispo(LP, OLD - 2.0, ADV)
+  np.testing.assert_allclose(loss, -np.minimum(ratio * np.exp(2.0), 5.0) * ADV * LP, rtol=1e-5)
+  np.testing.assert_array_equal(diag["clip_ratio/low_mean"], 0.0)
+  with pytest.raises(ValueError):
+    surrogates.cispo(LP, OLD, ADV, is_lower=2.0, is_upper=1.5)
+  loss, _ = surrogates.cispo(LP, OLD, ADV, is_lower=0.9, is_upper=1.2,
                              out_of_range="mask_directional")
   drop = ((ADV > 0) & (ratio > 1.2)) | ((ADV < 0) & (ratio < 0.9))
   np.testing.assert_allclose(loss, np.where(drop, 0, -np.clip(ratio, 0.9, 1.2) * ADV * LP),
@@ -167,12 +173,12 @@ def test_gmpo_matches_numpy_and_finite_differences():
     old = (LP + RNG.normal(0, 0.3, LP.shape)).astype(np.float64)
     adv = ADV.astype(np.float64)
     mask = MASK.astype(np.float64)
-    loss, _ = surrogates.gmpo(lp, old, adv, mask, epsilon_low=0.2, epsilon_high=0.3)
+    loss, _ = surrogates.gmpo(lp, old, adv, mask, log_clip_low=0.2, log_clip_high=0.3)
     ref = np_gmpo(lp, old, adv[:, 0], mask, 0.2, 0.3)
     nonempty = mask.sum(-1) > 0
     np.testing.assert_allclose(np.asarray(loss)[nonempty], ref[nonempty], rtol=1e-10)
     g = jax.jit(jax.grad(lambda x: jnp.sum(surrogates.gmpo(
-        x, old, adv, mask, epsilon_low=0.2, epsilon_high=0.3)[0])))(jnp.asarray(lp))
+        x, old, adv, mask, log_clip_low=0.2, log_clip_high=0.3)[0])))(jnp.asarray(lp))
     eps = 1e-6
     for b, t in [(1, 0), (3, 1), (5, 4)]:
       up, down = lp.copy(), lp.copy()

@@ -1,16 +1,24 @@
 """Length shaping against hand computations."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from rlvr_jax.objectives import reward_transforms
 from rlvr_jax.rewards import shaping
 
 
-def test_overlong_is_the_objective_layer_function():
-  assert shaping.overlong_soft_penalty is reward_transforms.overlong_soft_penalty
+def test_overlong_penalty_has_one_home_and_rewards_do_not_import_objectives():
+  # DAPO's overlong penalty is rlvr_jax.objectives.reward_transforms.overlong_soft_penalty only.
+  assert not hasattr(shaping, "overlong_soft_penalty")
+  code = ("import sys, rlvr_jax.rewards.shaping; "
+          "bad = [m for m in sys.modules if m.startswith('rlvr_jax.objectives')]; "
+          "print(bad); sys.exit(1 if bad else 0)")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_kimi_length_reward():
