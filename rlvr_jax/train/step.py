@@ -44,12 +44,21 @@ class TrainBatch:
     prompt_mask: ``[B, S]`` bool.
     completion_tokens: ``[B, T]`` int32.
     loss: the :class:`rlvr_jax.types.LossBatch` constants (mask, advantages, old/ref log-probs...).
+    completion_mask: ``[B, T]`` the tokens the log-prob function attends to when they differ
+      from the loss mask (multi-turn: observation tokens are attended to, not trained on);
+      None: ``loss.mask``.
   """
 
   prompt_tokens: jax.Array
   prompt_mask: jax.Array
   completion_tokens: jax.Array
   loss: types.LossBatch
+  completion_mask: Optional[jax.Array] = None
+
+  @property
+  def attention_mask(self) -> jax.Array:
+    """The completion mask of teacher forcing: ``completion_mask``, else ``loss.mask``."""
+    return self.loss.mask if self.completion_mask is None else self.completion_mask
 
   @property
   def size(self) -> int:
@@ -168,7 +177,7 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
   def micro_loss(params, frozen, step, micro: TrainBatch, counts: types.GlobalCounts):
     model_params = params if policy_fn is None else policy_fn(params, frozen, step)
     logprobs, entropy = logprob_fn(model_params, micro.prompt_tokens, micro.prompt_mask,
-                                   micro.completion_tokens, micro.loss.mask)
+                                   micro.completion_tokens, micro.attention_mask)
     if needs_entropy and entropy is None:
       raise ValueError("The objective needs entropy but the log-prob function returned None.")
     loss, metrics = objective.loss(logprobs, micro.loss, counts,

@@ -10,7 +10,8 @@ prompt_tokens      [P, W, L] int32  left-padded prompt of each sample
 prompt_mask        [P, W, L] bool
 tokens             [P, W, T] int32  completion tokens (pad after the end)
 logprobs           [P, W, T] f32    behaviour log-probs of the sampled tokens
-mask               [P, W, T] f32    completion mask (the advantage stage's view)
+mask               [P, W, T] f32    completion mask (the advantage stage's view; the loss
+                                    mask with holes in multi-turn runs, see :mod:`.multiturn`)
 in_loss            [P, W] f32       0 removes a sample from the loss only (overlong filter)
 lengths            [P, W] int32     completion lengths, stop token included
 truncated          [P, W] f32       1 when generation hit ``max_new_tokens``
@@ -155,6 +156,8 @@ class RunInfo:
     objective: the run's :class:`~rlvr_jax.objectives.compose.Objective`.
     sampler: the run's :class:`~rlvr_jax.rollout.text_sampler.TextSampler`.
     max_prompt_length: the largest prompt bucket.
+    episodes: the multi-turn :class:`~.multiturn.EpisodeSampler` when
+      ``config.rl.multiturn.enabled``, else None.
   """
 
   group_size: int
@@ -163,6 +166,7 @@ class RunInfo:
   objective: Any
   sampler: text_sampler.TextSampler
   max_prompt_length: int
+  episodes: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,10 +220,11 @@ class StepContext:
   def group_logprobs(self, group: Mapping[str, np.ndarray], *, params: Any = None,
                      all_positions: bool = False) -> np.ndarray:
     """Teacher-forced log-probs ``[P, W, T]`` of a group batch under ``params`` (default: the
-    sampling policy, :attr:`params`)."""
+    sampling policy, :attr:`params`); multi-turn groups attend to their ``attention_mask``
+    (observation tokens included)."""
     p, w = group["raw_rewards"].shape
-    rows = flatten({k: group[k] for k in ("prompt_tokens", "prompt_mask", "tokens", "mask")},
-                   (p, w))
+    rows = flatten({k: group[k] for k in ("prompt_tokens", "prompt_mask", "tokens")}, (p, w))
+    rows["mask"] = flatten({"mask": group.get("attention_mask", group["mask"])}, (p, w))["mask"]
     out = self.logprobs_fn(self.params if params is None else params, rows, all_positions)
     return np.asarray(out, np.float32).reshape((p, w) + out.shape[1:])
 

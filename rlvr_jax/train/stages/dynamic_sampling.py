@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -159,23 +159,30 @@ class Collected:
 
 def collect(stream: Iterator[task_lib.Example], position: int, *, step: int, params: Any,
             run: base.RunInfo, scorer: base.TimedScorer, sample_key: jax.Array,
-            prompt_width: Optional[int], dynamic_sampling: Any) -> Collected:
-  """Generates and scores the step's groups (``dynamic_sampling``: its config entry)."""
+            prompt_width: Optional[int], dynamic_sampling: Any,
+            generate: Optional[Callable[..., base.GroupBatch]] = None) -> Collected:
+  """Generates and scores the step's groups (``dynamic_sampling``: its config entry).
+
+  ``generate(params, examples, example_ids, rng) -> group batch`` replaces one round's
+  sampling and scoring (multi-turn episodes: :mod:`.multiturn`)."""
   state = DynamicSamplingState()
   rounds, examples = [], []
   p, g = run.num_prompts, run.group_size
+
+  def sample_and_score(params, batch, ids, rng):
+    rollout, texts = run.sampler.sample(params, batch, rng, num_samples=g)
+    rollout = jax.tree.map(text_sampler.fetch_global, rollout)
+    scored = scorer(texts, [e for e in batch for _ in range(g)])
+    return base.group_batch(rollout, scored, ids, g, prompt_width=prompt_width,
+                            pad_id=run.sampler.pad_id)
+
+  generate = generate or sample_and_score
   for round_index in itertools.count():
     batch = [next(stream) for _ in range(p)]
     ids = list(range(len(examples), len(examples) + p))
     examples += batch
     position += p
-    rollout, texts = run.sampler.sample(params, batch, prng.round_key(sample_key, step,
-                                                                      round_index),
-                                        num_samples=g)
-    rollout = jax.tree.map(text_sampler.fetch_global, rollout)
-    scored = scorer(texts, [e for e in batch for _ in range(g)])
-    group = base.group_batch(rollout, scored, ids, g, prompt_width=prompt_width,
-                             pad_id=run.sampler.pad_id)
+    group = generate(params, batch, ids, prng.round_key(sample_key, step, round_index))
     rounds.append(group)
     if not dynamic_sampling.enabled:
       return Collected(group, examples, rounds, position, {})
