@@ -183,7 +183,8 @@ def _install_guard(P):
         count_creation()
     elif event == "sqlite3.connect":
       db = args[0]
-      if not (db in (":memory:", b":memory:", "") or (inside(db) and not str(db).startswith("file:"))):
+      in_memory = db in (":memory:", b":memory:", "")
+      if not (in_memory or (inside(db) and not str(db).startswith("file:"))):
         raise SandboxViolation("sandbox: sqlite3 outside the working directory")
     elif event == "import" and args[0] in no_import:
       raise SandboxViolation("sandbox: importing %s is not allowed" % args[0])
@@ -799,7 +800,7 @@ def _run_checker(P, code, builtins):  # pylint: disable=too-many-statements
   req_w = P["req_w"]
   seq = [0]
   violation = [False]
-  broken = [None]  # set once the channel failed: the verdict is then a failure, whatever the test did
+  broken = [None]  # set once the channel failed: then the verdict fails, whatever the test did
 
   def rpc(op, target, args=(), kwargs=None, **fields):
     seq[0] += 1

