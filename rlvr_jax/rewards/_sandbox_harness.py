@@ -405,8 +405,6 @@ def _encode_plain(v, ref, depth, keep):
     return {"$d": [[_encode(k, ref, d, keep), _encode(x, ref, d, keep)] for k, x in dict.items(v)]}
   if isinstance(v, range):
     return {"$range": [v.start, v.stop, v.step]}
-  if isinstance(v, type(sys)):
-    return {"$mod": v.__name__}
   # No value can be of a type whose module was never imported: no import here.
   mods = sys.modules
   if "collections" in mods and isinstance(v, mods["collections"].deque):
@@ -418,7 +416,9 @@ def _encode_plain(v, ref, depth, keep):
   return ref(v, True)
 
 
-def _decode(v, remote, depth=0):  # runs in the checker on untrusted JSON
+def _decode(v, remote, depth=0, names=False):  # runs in the checker on untrusted JSON
+  """Plain values from tagged JSON; ``$r`` handles become ``remote(n)``. ``$mod``/``$fn`` (names
+  the checker imports itself) only with ``names``: in the program's globals, never in answers."""
   if depth > _MAX_DEPTH + 2:
     raise _ProtocolError("nesting too deep")
   t = type(v)
@@ -426,26 +426,26 @@ def _decode(v, remote, depth=0):  # runs in the checker on untrusted JSON
     return v
   d = depth + 1
   if t is list:
-    return [_decode(x, remote, d) for x in v]
+    return [_decode(x, remote, d, names) for x in v]
   if t is not dict or len(v) != 1:
     raise _ProtocolError("malformed value")
   (tag, x), = v.items()
   if tag == "$t":
-    return tuple(_decode(y, remote, d) for y in _as_list(x))
+    return tuple(_decode(y, remote, d, names) for y in _as_list(x))
   if tag == "$s":
-    return set(_decode(y, remote, d) for y in _as_list(x))
+    return set(_decode(y, remote, d, names) for y in _as_list(x))
   if tag == "$fs":
-    return frozenset(_decode(y, remote, d) for y in _as_list(x))
+    return frozenset(_decode(y, remote, d, names) for y in _as_list(x))
   if tag == "$d":
     out = {}
     for pair in _as_list(x):
       if type(pair) is not list or len(pair) != 2:
         raise _ProtocolError("malformed dict item")
-      out[_decode(pair[0], remote, d)] = _decode(pair[1], remote, d)
+      out[_decode(pair[0], remote, d, names)] = _decode(pair[1], remote, d, names)
     return out
   if tag == "$dq":
     import collections
-    return collections.deque(_decode(y, remote, d) for y in _as_list(x))
+    return collections.deque(_decode(y, remote, d, names) for y in _as_list(x))
   if tag in ("$b", "$ba"):
     if type(x) is not str:
       raise _ProtocolError("malformed bytes")
@@ -462,7 +462,7 @@ def _decode(v, remote, depth=0):  # runs in the checker on untrusted JSON
     return complex(x[0], x[1])
   if tag == "$q":
     x = _as_list(x)
-    n, m = (_decode(y, remote, d) for y in x) if len(x) == 2 else (None, None)
+    n, m = (_decode(y, remote, d, names) for y in x) if len(x) == 2 else (None, None)
     if type(n) is not int or type(m) is not int or m == 0:
       raise _ProtocolError("malformed fraction")
     import fractions
@@ -482,13 +482,15 @@ def _decode(v, remote, depth=0):  # runs in the checker on untrusted JSON
       raise _ProtocolError("malformed reference")
     return remote(x)
   if tag in ("$mod", "$fn"):
+    if not names:
+      raise _ProtocolError("a name where only a value may stand")
     return _resolve_name(tag, x)
   if tag == "$sub":
     x = _as_list(x)
     if len(x) != 2:
       raise _ProtocolError("malformed subclass value")
-    base = _decode(x[0], remote, d)
-    handle = _decode(x[1], remote, d)
+    base = _decode(x[0], remote, d, names)
+    handle = _decode(x[1], remote, d, names)
     cls = _WRAPPERS.get(type(base))
     if cls is None or type(handle) is not _Remote:
       raise _ProtocolError("malformed subclass value")
@@ -522,21 +524,32 @@ def _as_list(x):
   return x
 
 
+def _public_dotted(name):
+  parts = name.split(".") if type(name) is str and len(name) < 200 else [""]
+  return all(p.isidentifier() and not p.startswith("_") for p in parts)
+
+
 def _resolve_name(tag, x):
-  """A module or an importable object, imported here by name (never the candidate's copy)."""
+  """A public module, class or function, imported here by name (never the candidate's copy).
+
+  Never an instance (``unittest.mock.ANY`` equals everything) and nothing private
+  (``unittest.mock._ANY``): a name the program imported can only mean what importing it in the
+  program would have meant, so it answers nothing the program could not have answered itself.
+  """
   import importlib
-  import re
-  ident = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+  import types
   if tag == "$mod":
-    if type(x) is not str or not ident.match(x) or len(x) > 200:
+    if not _public_dotted(x):
       raise _ProtocolError("malformed module name")
     return importlib.import_module(x)
-  if (type(x) is not list or len(x) != 2 or not all(type(y) is str and ident.match(y)
-                                                    and len(y) < 200 for y in x)):
+  if (type(x) is not list or len(x) != 2 or not all(_public_dotted(y) for y in x)):
     raise _ProtocolError("malformed name")
   obj = importlib.import_module(x[0])
   for part in x[1].split("."):
     obj = getattr(obj, part)
+  if not isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                          types.MethodDescriptorType, types.ClassMethodDescriptorType)):
+    raise _ProtocolError("a name that is not a class or a function")
   return obj
 
 
@@ -565,37 +578,36 @@ def _run_candidate(P, code, builtins):  # pylint: disable=too-many-statements
   objs = {}
   counter = [0]
 
-  def ref(v, force=False):
-    # Returns None for values to encode by value, a tag for values kept here.
-    if not force:
-      if isinstance(v, types.ModuleType):
-        return {"$mod": v.__name__}
-      if isinstance(v, (type, types.FunctionType, types.BuiltinFunctionType)):
-        name = _importable_name(v)
-        if name is not None:
-          return {"$fn": name}
-        # Fall through: classes and functions of the program stay here.
-        counter[0] += 1
-        objs[counter[0]] = v
-        return {"$r": counter[0]}
-      return None
-    name = _importable_name(v) if isinstance(v, type) else None
-    if name is not None:
-      return {"$fn": name}
-    counter[0] += 1
-    objs[counter[0]] = v
-    return {"$r": counter[0]}
-
   def keep(v):
     counter[0] += 1
     objs[counter[0]] = v
     return {"$r": counter[0]}
 
-  def enc(v):
+  def ref(v, force=False):
+    # Answers: plain data by value (None here), everything else stays here as a handle.
+    if force or isinstance(v, (types.ModuleType, type, types.FunctionType,
+                               types.BuiltinFunctionType)):
+      return keep(v)
+    return None
+
+  def ref_name(v, force=False):
+    # The program's globals: what it imported is named, so the checker imports its own copy.
+    if isinstance(v, types.ModuleType):
+      name = getattr(v, "__name__", None)
+      if _public_dotted(name):
+        return {"$mod": name}
+    elif isinstance(v, (type, types.FunctionType, types.BuiltinFunctionType)):
+      name = _importable_name(v)
+      if name is not None and all(_public_dotted(n) for n in name):
+        return {"$fn": name}
+    return ref(v, force)
+
+  def enc(v, naming=False):
+    r = ref_name if naming else ref
     try:
-      return _encode(v, ref, 0, keep)
+      return _encode(v, r, 0, keep)
     except (ValueError, RecursionError, TypeError):
-      return ref(v, True)
+      return keep(v)
 
   g = {"__name__": "solution", "__builtins__": builtins}
   import_error = None
@@ -614,7 +626,7 @@ def _run_candidate(P, code, builtins):  # pylint: disable=too-many-statements
   names = {}
   for k, v in list(g.items()):
     if type(k) is str and not (k.startswith("__") and k.endswith("__")):
-      names[k] = enc(v)
+      names[k] = enc(v, naming=True)
   _send(resp_w, {"id": 0, "globals": names})
 
   def args_state(args, kwargs):
@@ -873,8 +885,8 @@ def _run_checker(P, code, builtins):  # pylint: disable=too-many-statements
       r = remotes[rid] = _Remote(rid, rpc)
     return r
 
-  def dec(v):
-    return _decode(v, remote)
+  def dec(v, names=False):
+    return _decode(v, remote, 0, names)
 
   def ref(v, force=False):
     if type(v) is _Remote:
@@ -924,9 +936,15 @@ def _run_checker(P, code, builtins):  # pylint: disable=too-many-statements
     except Exception:  # pylint: disable=broad-except
       return None
 
+  def usable(name):
+    # Never a built-in the test relies on (``sorted``, ``abs``), never a dunder
+    # (``__builtins__`` would replace them all).
+    return (type(name) is str and name.isidentifier() and not name.startswith("__")
+            and not hasattr(builtins, name))
+
   modules = {}
   for name in globs:
-    if type(name) is str and name.isidentifier() and not hasattr(builtins, name):
+    if usable(name):
       mod = module_named(name)
       if mod is not None:
         modules[name] = mod
@@ -934,14 +952,13 @@ def _run_checker(P, code, builtins):  # pylint: disable=too-many-statements
   def namespace():
     ns = {"__name__": "__main__", "__builtins__": builtins}
     for name, v in globs.items():
-      # Never let the program shadow a built-in the test relies on (``sorted``, ``abs``, ...).
-      if type(name) is not str or not name.isidentifier() or hasattr(builtins, name):
+      if not usable(name):
         continue
       if name in modules:
         ns[name] = modules[name]
         continue
       try:
-        ns[name] = dec(v)  # decoded afresh for every test: a test may mutate plain data
+        ns[name] = dec(v, names=True)  # afresh for every test: a test may mutate plain data
       except Exception:  # pylint: disable=broad-except
         continue  # e.g. a module that does not exist here: the test cannot have needed it.
     solution = type(sys)("solution")

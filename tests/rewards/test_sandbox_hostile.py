@@ -695,6 +695,39 @@ ATTACKS = [
         threading.Thread(target=spam).start()
         def add(a, b):
             return a - b"""), tests=ADD_TESTS, **_FORGE_KERNEL),
+    # The candidate controls its whole process, so it can write any message to its own reply
+    # pipe: these two write what a checker must never accept.
+    Attack("forge: hand-written reply naming a stdlib object equal to everything", _prog("""
+        import os, sys, json
+        def _reply(value):
+            f = sys._getframe(1)
+            while f is not None and "resp_w" not in f.f_locals:
+                f = f.f_back
+            loc = f.f_locals
+            msg = {"id": loc["msg"]["id"], "ok": value}
+            os.write(loc["resp_w"], (json.dumps(msg) + "\\n").encode())
+            os._exit(0)
+        def add(a, b):
+            _reply({"$fn": ["unittest.mock", "ANY"]})
+        def get():
+            _reply({"$fn": ["unittest.mock", "_ANY"]})"""),
+           tests=ADD_TESTS + [{"assert": "assert get()() == 5"}], **_FORGE),
+    Attack("forge: hand-written globals that replace the test's built-ins", _prog("""
+        import os, sys, json
+        f = sys._getframe(0)
+        while f is not None and "objs" not in f.f_locals:
+            f = f.f_back
+        loc, g = f.f_locals, f.f_globals
+        def add(a, b):
+            return a - b
+        loc["objs"][9001] = lambda *a, **k: 0
+        loc["objs"][9002] = add
+        fake = {"$d": [["abs", {"$r": 9001}], ["isinstance", {"$r": 9001}]]}
+        msg = {"id": 0, "globals": {"__builtins__": fake, "add": {"$r": 9002}}}
+        os.write(loc["resp_w"], (json.dumps(msg) + "\\n").encode())
+        send = g["_send"]
+        g["_send"] = lambda fd, m: None if m.get("id") == 0 else send(fd, m)"""),
+           tests=[{"assert": "assert abs(add(2, 3) - 5) < 1e-9"}], **_FORGE),
     Attack("forge: malformed and oversized answers", _prog("""
         def add(a, b):
             x = []
@@ -785,7 +818,8 @@ def test_sigkilled_caller_leaves_nothing_behind(mode, host):
   try:
     marker = caller.stdout.readline().split()[1]
     deadline = time.monotonic() + 20
-    while len(_sandbox_processes(marker)) < (3 if mode == "kernel" else 1):
+    # Without the guard: bwrap's monitor and init, the harness and the setsid grandchild.
+    while len(_sandbox_processes(marker)) < {"kernel": 4, "bwrap": 3, "fallback": 1}[mode]:
       assert time.monotonic() < deadline, "the sandbox did not start"
       time.sleep(0.05)
     time.sleep(0.3)
