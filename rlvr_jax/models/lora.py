@@ -177,6 +177,10 @@ def _init_adapters(model_config: ModelConfig, lora_config: LoraConfig, rng: Arra
   return adapters
 
 
+# Compiled once per (model, LoRA) config.
+_init_adapters_jit = jax.jit(_init_adapters, static_argnums=(0, 1))
+
+
 def init_adapters(model_config: ModelConfig, lora_config: LoraConfig, rng: Array,
                   mesh: Optional[jax.sharding.Mesh] = None) -> Params:
   """Fresh float32 adapters: ``A`` by ``lora_config.init``, ``B = 0`` (see the module table).
@@ -191,9 +195,9 @@ def init_adapters(model_config: ModelConfig, lora_config: LoraConfig, rng: Array
   Returns:
     ``{"layers": {"attn"|"mlp": {"<name>_proj": {"lora_a": ..., "lora_b": ...}}}}``.
   """
-  fn = functools.partial(_init_adapters, model_config, lora_config)
   if mesh is None:
-    return jax.jit(fn)(rng)
+    return _init_adapters_jit(model_config, lora_config, rng)
+  fn = functools.partial(_init_adapters, model_config, lora_config)
   shardings = partition.param_shardings(jax.eval_shape(fn, rng), mesh)
   return jax.jit(fn, out_shardings=shardings)(rng)
 

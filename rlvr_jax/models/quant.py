@@ -73,6 +73,10 @@ def dequantize(q: Any, dtype: Any) -> jax.Array:
   return qwix.dequantize(q).astype(dtype)
 
 
+# One compilation per kernel shape and setting, shared by every call.
+_quantize_jit = jax.jit(quantize, static_argnums=(1, 2, 3))
+
+
 def _block_axis(path: str) -> int:
   # o_proj's kernel is [L, H, Dh, D]: its last input axis is Dh (2); the others' is axis 1.
   return 2 if path.endswith("o_proj/kernel") else 1
@@ -89,14 +93,12 @@ def quantize_params(params: Params, method: str, block_size: int = 64) -> Params
   Raises:
     ValueError: ``block_size`` does not divide an input axis (the message names the kernel).
   """
-  quantize_jit = jax.jit(quantize, static_argnums=(1, 2, 3))
-
   def convert(path, leaf):
     name = "/".join(str(getattr(k, "key", k)) for k in path)
     if not _KERNEL.fullmatch(name):
       return leaf
     try:
-      return quantize_jit(leaf, method, block_size, _block_axis(name))
+      return _quantize_jit(leaf, method, block_size, _block_axis(name))
     except ValueError as e:
       raise ValueError(f"{name}: {e}") from e
 

@@ -32,7 +32,8 @@ Parameters are the plain ``params`` collection (a nested dict):
 ``layers/attn/o_proj/kernel [L, H, Dh, D]`` (+ ``bias [L, D]``),
 ``layers/attn/{q,k}_norm/scale [L, Dh]``, ``layers/mlp/{gate,up}_proj/kernel [L, D, F]``,
 ``layers/mlp/down_proj/kernel [L, F, D]``, ``final_norm/scale [D]``, ``lm_head/kernel [D, V]``
-(untied only).
+(untied only). A projection's node may also hold LoRA leaves (``lora.attach``) and its kernel may
+be quantised (``quant``); ``Projection`` reads both.
 """
 
 from __future__ import annotations

@@ -81,10 +81,12 @@ def test_zero_b_equals_base_and_adapters_off_is_the_base(base):
   assert lora.attach(base, None, CONFIG) is base
 
 
-@pytest.mark.parametrize("targets", [lora.TARGETS, "v,o,down"])
-def test_forward_equals_merged_weights(base, targets):
-  """x W + (x A)(B alpha/r) on each target == the model with W + A B alpha/r, from the formula."""
-  config = CONFIG.replace(targets=targets)
+def test_forward_equals_merged_weights(base):
+  """x W + (x A)(B alpha/r) on each target == the model with W + A B alpha/r, from the formula.
+
+  (A subset of targets is compared with peft's own computation in test_peft_io.py.)
+  """
+  config = CONFIG
   adapters = _random_adapters(config)
   adapted = _logits(lora.attach(base, adapters, config))
   merged = {**base}

@@ -1,5 +1,6 @@
 """peft interop: our adapters load in peft with equal logits, peft's load here, merged export."""
 
+import functools
 import json
 import os
 
@@ -62,11 +63,14 @@ def _torch_logits(model):
   return out.logits.float().numpy()[mask]
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _apply(params, cfg, tokens, positions, mask):
+  return Transformer(cfg).apply({"params": params}, tokens, positions, mask)[0]
+
+
 def _our_logits(params, cfg):
   tokens, positions, mask = _batch()
-  logits = Transformer(cfg).apply({"params": params}, jnp.asarray(tokens),
-                                  jnp.asarray(positions), jnp.asarray(mask))[0]
-  return np.asarray(logits)[mask]
+  return np.asarray(_apply(params, cfg, tokens, positions, mask))[mask]
 
 
 def _random_adapters(cfg, lora_config):

@@ -93,13 +93,11 @@ def test_quantised_base(base, method, tolerance):
   reference = np.asarray(_logits(base))
   error = np.sqrt(np.mean((np.asarray(_logits(frozen)) - reference) ** 2)) / reference.std()
   assert error < tolerance
-  # LoRA on it: the adapters add the same term as on the dequantised weights; merge agrees.
+  # LoRA on it: the model with W + A B alpha/r, W dequantised.
   leaves, tree = jax.tree.flatten(lora.init_adapters(CFG, config, jax.random.PRNGKey(1)))
   adapters = jax.tree.unflatten(tree, [x + 0.05 for x in leaves])
-  adapted = _logits(lora.attach(frozen, adapters, config))
-  np.testing.assert_allclose(adapted, _logits(lora.attach(dequantised, adapters, config)),
-                             atol=1e-5)
-  np.testing.assert_allclose(adapted, _logits(lora.merge(frozen, adapters, config)), atol=2e-5)
+  np.testing.assert_allclose(_logits(lora.attach(frozen, adapters, config)),
+                             _logits(lora.merge(frozen, adapters, config)), atol=2e-5)
 
 
 def _mesh():
