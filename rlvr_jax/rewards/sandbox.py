@@ -954,7 +954,9 @@ def _run_pair(rt: _Runtime, config: SandboxConfig, program: str, tests: Sequence
   """The candidate in one sandbox, the tests in another, talking over two pipes.
 
   Returns one result per test; ``None`` for tests not reached because the candidate died or hung
-  on an earlier one (the caller runs those against a fresh pair).
+  on an earlier one (the caller runs those against a fresh pair). When the program itself never
+  finished importing within the first test's time, every test times out at once: the import is
+  the same for all of them.
   """
   n = len(tests)
   req_r, req_w = os.pipe()
@@ -967,6 +969,7 @@ def _run_pair(rt: _Runtime, config: SandboxConfig, program: str, tests: Sequence
   cand = chk = None
   verdicts: List[Optional[Dict[str, Any]]] = [None] * n
   timed_out_at = None
+  imported = False
   try:
     cand = _Child(rt, cand_config, {"role": "candidate", "program": program, "req_r": req_r,
                                     "resp_w": resp_w}, stdin, (req_r, resp_w))
@@ -1000,6 +1003,9 @@ def _run_pair(rt: _Runtime, config: SandboxConfig, program: str, tests: Sequence
           i = int(v["i"])
         except (ValueError, KeyError, TypeError):
           v, i = {"passed": False, "status": "protocol_error", "error": "bad verdict"}, done
+        if i == -1 and v.get("ready") is True:
+          imported = True
+          continue
         if i != done:
           v, i = {"passed": False, "status": "protocol_error", "error": "bad verdict"}, done
         verdicts[i] = v
@@ -1030,6 +1036,9 @@ def _run_pair(rt: _Runtime, config: SandboxConfig, program: str, tests: Sequence
       out[i] = make(status, status == "ok", str(v.get("error", "")))
     if timed_out_at is not None:
       out[timed_out_at] = make("timeout", detail="no verdict within timeout_s")
+      if not imported:
+        for i in range(timed_out_at, n):
+          out[i] = make("timeout", detail="the program did not finish importing within timeout_s")
     elif done < n and not gone:
       # The checker died without a verdict for this test (its own limits, or the sandbox).
       status = chk_res.status if chk_res.status not in ("ok",) else "runtime_error"

@@ -361,6 +361,15 @@ def test_grouped_tests_get_their_own_time_and_a_fresh_pair_after_a_crash(cfg):
   assert time.monotonic() - t0 < 1.5 + 6.0
 
 
+def test_a_program_that_hangs_at_import_costs_one_timeout(cfg):
+  t0 = time.monotonic()
+  config = dataclasses.replace(cfg, timeout_s=1.0)
+  rs = sandbox.run_assert_tests("while True:\n    pass\ndef f():\n    return 1",
+                                ["assert f() == 1"] * 5, config=config)
+  assert [r.status for r in rs] == ["timeout"] * 5
+  assert time.monotonic() - t0 < 1.0 + 3.0
+
+
 def test_program_errors_fail_every_test(cfg):
   assert [r.status for r in sandbox.run_assert_tests("def f(:", ["assert True"], config=cfg)] == [
       "compile_error"]
