@@ -9,6 +9,9 @@ CORE = [
     "orbax-checkpoint",
     "transformers>=4.51",  # tokenizers, chat templates, HF configs; Qwen3 needs >= 4.51
     "safetensors",
+    # llama.cpp .gguf checkpoints (hf.load_hf on a .gguf file; rlvr_jax/models/gguf_io.py):
+    # metadata, tensors and numpy dequantisation of the quantised blocks.
+    "gguf>=0.10",
     "sympy",
     "numpy",
     "absl-py",

@@ -1,10 +1,11 @@
 """Hugging Face checkpoint import/export for the Llama 3.x, Qwen2/Qwen2.5 and Qwen3 families.
 
 ``load_hf`` reads a local HF directory (``config.json`` plus ``model.safetensors`` or sharded
-``model-*.safetensors`` with ``model.safetensors.index.json``) through the safetensors numpy API:
-no torch at runtime. Every parameter must come from the checkpoint and every checkpoint tensor
-must be used; the only tensors skipped are the documented ``IGNORED`` ones (rotary ``inv_freq``
-buffers, and an ``lm_head.weight`` equal to the embedding when embeddings are tied).
+``model-*.safetensors`` with ``model.safetensors.index.json``) through the safetensors numpy API,
+or a llama.cpp ``.gguf`` file through the ``gguf`` package (``gguf_io``): no torch at runtime.
+Every parameter must come from the checkpoint and every checkpoint tensor must be used; the only
+tensors skipped are the documented ``IGNORED`` ones (rotary ``inv_freq`` buffers, and an
+``lm_head.weight`` equal to the embedding when embeddings are tied).
 
 ``export_hf`` writes the reverse: ``config.json`` (read by transformers 4.51+ and 5.x) and
 safetensors (sharded above ``max_shard_size``) that ``AutoModelForCausalLM.from_pretrained``
@@ -28,6 +29,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from rlvr_jax.models import gguf_io
 from rlvr_jax.models import partition
 from rlvr_jax.models.config import ModelConfig
 
@@ -306,6 +308,21 @@ class _Checkpoint:
     return self._handles[self._where[key]].get_tensor(key)
 
 
+def read_config(path: str) -> Dict[str, Any]:
+  """The HF ``config.json`` dict of a model directory, or its equivalent for a ``.gguf`` file.
+
+  Raises:
+    FileNotFoundError: ``path`` is neither a ``.gguf`` file nor a directory with ``config.json``.
+  """
+  if gguf_io.is_gguf(path):
+    return gguf_io.hf_config(path)
+  config_path = os.path.join(path, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"no config.json in {path} (and it is not a .gguf file)")
+  with open(config_path, encoding="utf-8") as f:
+    return json.load(f)
+
+
 def load_hf(path: str, *, dtype: str = "float32", param_dtype: str = "float32",
             remat: bool = False, mesh: Optional[jax.sharding.Mesh] = None,
             **runtime: Any) -> Tuple[ModelConfig, Params]:
@@ -313,7 +330,8 @@ def load_hf(path: str, *, dtype: str = "float32", param_dtype: str = "float32",
 
   Args:
     path: directory with ``config.json`` and ``model.safetensors`` or a sharded set with
-      ``model.safetensors.index.json``.
+      ``model.safetensors.index.json``; or a ``.gguf`` file (llama.cpp's format, possibly
+      quantised: dequantised, then cast to ``param_dtype``; see :mod:`rlvr_jax.models.gguf_io`).
     dtype: compute dtype of the returned config.
     param_dtype: dtype the parameters are cast to.
     remat: rematerialise decoder blocks in the returned config.
@@ -327,21 +345,21 @@ def load_hf(path: str, *, dtype: str = "float32", param_dtype: str = "float32",
     The config and the ``params`` collection for ``Transformer(config).apply({"params": ...})``.
 
   Raises:
-    FileNotFoundError: no ``config.json``.
+    FileNotFoundError: no ``config.json`` (and ``path`` is not a ``.gguf`` file).
     ValueError: unsupported architecture (listing the supported ones) or feature.
     CheckpointError: a weight file is missing, a tensor is missing or has the wrong shape (the
       message names it), or the checkpoint holds tensors the model does not use.
   """
-  config_path = os.path.join(path, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f"no config.json in {path}")
-  with open(config_path, encoding="utf-8") as f:
-    config = config_from_hf(json.load(f), dtype=dtype, param_dtype=param_dtype, remat=remat)
+  hf_dict = read_config(path)
+  config = config_from_hf(hf_dict, dtype=dtype, param_dtype=param_dtype, remat=remat)
   unknown = set(runtime) - {"remat_policy", "attention", "scan_unroll"}
   if unknown:
     raise TypeError(f"load_hf got unexpected runtime options {sorted(unknown)}")
   config = config.replace(**runtime)
-  ckpt = _Checkpoint(path)
+  if gguf_io.is_gguf(path):
+    ckpt = gguf_io.GGUFCheckpoint(path, hf_dict)
+  else:
+    ckpt = _Checkpoint(path)
   target = np.dtype(config.params_dtype)
   used = set()
 
@@ -429,8 +447,9 @@ def export_hf(params: Params, config: ModelConfig, out_dir: str, *,
     params: the ``params`` collection (any sharding; gathered to the host tensor by tensor).
     config: its config.
     out_dir: created if needed; existing checkpoint files of the same names are overwritten.
-    tokenizer_dir: if given, its tokenizer (with chat template) is saved alongside via
-      ``transformers.AutoTokenizer``, and its ``generation_config.json`` is copied.
+    tokenizer_dir: if given (a directory or a ``.gguf`` file), its tokenizer (with chat
+      template) is saved alongside via ``transformers.AutoTokenizer``, and a directory's
+      ``generation_config.json`` is copied.
     dtype: dtype of the written tensors (default: ``config.param_dtype``).
     max_shard_size: bytes (int) or a string like ``"5GB"``; above it, tensors are split into
       ``model-0000k-of-0000n.safetensors`` files with ``model.safetensors.index.json``.
@@ -467,14 +486,17 @@ def export_hf(params: Params, config: ModelConfig, out_dir: str, *,
   if tokenizer_dir is not None:
     load_tokenizer(tokenizer_dir).save_pretrained(out_dir)
     generation = os.path.join(tokenizer_dir, "generation_config.json")
-    if os.path.exists(generation):
+    if os.path.isdir(tokenizer_dir) and os.path.exists(generation):
       shutil.copy(generation, os.path.join(out_dir, "generation_config.json"))
 
 
 def load_tokenizer(path: str):
-  """The ``transformers.AutoTokenizer`` of a local directory (chat template included).
+  """The ``transformers.AutoTokenizer`` of a local directory or ``.gguf`` file (chat template
+  included; a GGUF's through :func:`rlvr_jax.models.gguf_io.load_tokenizer`).
 
   transformers is imported here, so the model code itself does not depend on it.
   """
+  if gguf_io.is_gguf(path):
+    return gguf_io.load_tokenizer(path)
   from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
   return AutoTokenizer.from_pretrained(path, local_files_only=True)

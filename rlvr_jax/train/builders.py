@@ -24,7 +24,8 @@ REMAT_MODES = ("none", "full", "dots")
 
 
 def build_tokenizer(config: ml_collections.ConfigDict):
-  """``config.tokenizer.kind``: ``"char"`` (built in code) or ``"hf"`` (``config.model.hf_dir``)."""
+  """``config.tokenizer.kind``: ``"char"`` (built in code) or ``"hf"`` (``config.model.hf_dir``,
+  a directory or a ``.gguf`` file)."""
   kind = config.tokenizer.kind
   if kind == "char":
     from rlvr_jax.data import char_tokenizer  # pylint: disable=g-import-not-at-top
@@ -47,19 +48,17 @@ def model_options(config: ml_collections.ConfigDict) -> dict:
 
 
 def build_model_config(config: ml_collections.ConfigDict, tokenizer):
-  """The model's config alone (no weights): from ``config.model.hf_dir``'s ``config.json``, else
+  """The model's config alone (no weights): from ``config.model.hf_dir``'s ``config.json`` (or
+  the metadata of a ``.gguf`` file there), else
   the random preset ``config.model.preset`` with ``config.model.overrides`` and a vocabulary
   sized to the tokenizer (rounded up to a multiple of 8)."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   options = model_options(config)
   if config.model.hf_dir:
-    import json  # pylint: disable=g-import-not-at-top
-    import os  # pylint: disable=g-import-not-at-top
     from rlvr_jax.models import hf  # pylint: disable=g-import-not-at-top
-    with open(os.path.join(config.model.hf_dir, "config.json"), encoding="utf-8") as f:
-      model_config = hf.config_from_hf(json.load(f), dtype=options["dtype"],
-                                       param_dtype=options["param_dtype"],
-                                       remat=options["remat"])
+    model_config = hf.config_from_hf(hf.read_config(config.model.hf_dir),
+                                     dtype=options["dtype"], param_dtype=options["param_dtype"],
+                                     remat=options["remat"])
     return dataclasses.replace(model_config, remat_policy=options["remat_policy"],
                                attention=options["attention"])
   if not config.model.preset:
