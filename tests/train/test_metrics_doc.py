@@ -6,8 +6,8 @@ full metric names in backticks, then a *logged* cell from a fixed vocabulary:
 * ``every step``: in every record of ``metrics.jsonl``;
 * ``eval steps``: in the records of steps with a held-out evaluation (``config.eval.every``);
 * ``grpo``: the objective's own metrics, for the ``grpo`` preset (the base config's), every step;
-* ``stage <name>``: while data stage ``<name>`` is on (``dynamic_sampling`` or a registered
-  name of :mod:`rlvr_jax.train.stages`); the names must be exactly the ``"<name>/..."`` string
+* ``stage <name>``: while data stage ``<name>`` is on (``dynamic_sampling``, ``multiturn``
+  (multi-turn collection) or a registered name of :mod:`rlvr_jax.train.stages`); the names must be exactly the ``"<name>/..."`` string
   literals of the stage's module, where each stage builds its metrics dict.
 
 One tiny GRPO run (2 steps, held-out evaluation after step 1, the overlong filter and dynamic
@@ -24,6 +24,7 @@ from typing import Dict, List, Set
 
 import pytest
 
+from rlvr_jax.rollout import multiturn as multiturn_rollout
 from rlvr_jax.train import stages as stages_lib
 from rlvr_jax.train.stages import dynamic_sampling
 
@@ -51,7 +52,9 @@ def documented() -> Dict[str, Set[str]]:
 
 def stage_sources() -> Dict[str, Path]:
   """Stage name -> the file of its module (registered stages, and the collector)."""
-  paths = {"dynamic_sampling": Path(inspect.getsourcefile(dynamic_sampling))}
+  paths = {"dynamic_sampling": Path(inspect.getsourcefile(dynamic_sampling)),
+           # Multi-turn collection logs the episode metrics of the rollout module.
+           "multiturn": Path(inspect.getsourcefile(multiturn_rollout))}
   for name in stages_lib.names():
     factory = stages_lib._REGISTRY[name].factory  # pylint: disable=protected-access
     paths[name] = Path(inspect.getsourcefile(factory))

@@ -9,6 +9,7 @@ visurf              :mod:`.visurf`                         ``config.rl.stages.vi
 overlong_filter     :mod:`.overlong`                       ``...overlong_filter.enabled``
 remax               :mod:`.remax`                          the objective reads ``greedy_rewards``
 laser               :mod:`.laser`                          the objective reads ``self_rewards``
+agent_rlvr          :mod:`.agent_rlvr`                     ``...agent_rlvr.enabled`` (multi-turn)
 ==================  =====================================  ==============================
 
 Stages run in this order, after collection (:mod:`.dynamic_sampling`: one generation, or DAPO's
@@ -25,6 +26,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Tuple
 
 import ml_collections
 
+from rlvr_jax.train.stages import agent_rlvr
 from rlvr_jax.train.stages import base
 from rlvr_jax.train.stages import dars
 from rlvr_jax.train.stages import laser
@@ -125,3 +127,4 @@ register("visurf", visurf.Visurf, defaults=visurf.DEFAULTS)
 register("overlong_filter", overlong.OverlongFilter, defaults=overlong.DEFAULTS)
 register("remax", remax.GreedyRewards, defaults=remax.DEFAULTS, provides=("greedy_rewards",))
 register("laser", laser.SelfRewards, defaults=laser.DEFAULTS, provides=laser.SelfRewards.provides)
+register("agent_rlvr", agent_rlvr.AgentRLVR, defaults=agent_rlvr.DEFAULTS)

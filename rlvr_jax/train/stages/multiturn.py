@@ -19,6 +19,8 @@ num_turns          [P, W] int32     assistant turns taken
 tool_calls         [P, W] int32     tool calls over the episode
 tool_errors        [P, W] int32     failed tool calls
 end_reason         [P, W] int32     ``rollout.multiturn.END_*``: done, turn or token budget
+guided             [P, W] bool      a guided re-attempt (:mod:`.agent_rlvr`)
+episodes           [P, W] object    the `Episode` of each sample (messages, per-turn feedback)
 =================  ===============  ====================================================
 
 ``raw_rewards`` is the episode return (the sum of the turns' reward parts), ``lengths`` the
@@ -148,9 +150,9 @@ class EpisodeSampler:
                rng: jax.Array, *, num_samples: int, prompt_width: Optional[int]
                ) -> base.GroupBatch:
     """One round of episodes as a group batch ``[len(examples), num_samples, ...]``."""
-    batch, _ = self.rollout(params, examples, rng, num_samples=num_samples)
+    batch, episodes = self.rollout(params, examples, rng, num_samples=num_samples)
     return episode_group(batch, example_ids, num_samples, prompt_width=prompt_width,
-                         pad_id=self.pad_id)
+                         pad_id=self.pad_id, episodes=episodes)
 
 
 def token_rewards(turn_rewards: np.ndarray, turn_ids: np.ndarray, loss_mask: np.ndarray
@@ -165,10 +167,12 @@ def token_rewards(turn_rewards: np.ndarray, turn_ids: np.ndarray, loss_mask: np.
 
 
 def episode_group(batch: rollout_lib.MultiTurnRollout, example_ids: Sequence[int],
-                  group_size: int, *, prompt_width: Optional[int], pad_id: int
-                  ) -> base.GroupBatch:
+                  group_size: int, *, prompt_width: Optional[int], pad_id: int,
+                  episodes: Optional[Sequence[envs_base.Episode]] = None) -> base.GroupBatch:
   """A multi-turn batch (``len(example_ids) * group_size`` rows, prompt-major) as a group
-  batch (module docstring); ``prompt_width`` left-pads prompts so rounds stack."""
+  batch (module docstring); ``prompt_width`` left-pads prompts so rounds stack. With
+  ``episodes`` (the rollout's `Episode` objects) the group keeps them in ``episodes``, an object
+  array ``[P, W]`` (the environment feedback that guided re-attempts read)."""
   b = jax.tree.map(np.asarray, batch)
   prompt_tokens, prompt_mask = b.prompt_tokens, b.prompt_mask
   if prompt_width is not None:
@@ -187,8 +191,11 @@ def episode_group(batch: rollout_lib.MultiTurnRollout, example_ids: Sequence[int
       "raw_rewards": b.turn_rewards.sum(-1).astype(np.float32),
       "reward_errors": zeros, "reward_timeouts": zeros,
       "num_turns": b.num_turns, "tool_calls": b.tool_calls, "tool_errors": b.tool_errors,
-      "end_reason": b.end_reason,
+      "end_reason": b.end_reason, "guided": np.zeros(rows, bool),
   }
+  if episodes is not None:
+    flat["episodes"] = np.empty(rows, object)
+    flat["episodes"][:] = list(episodes)
   num_prompts = len(example_ids)
   group = {k: v.reshape((num_prompts, group_size) + v.shape[1:]) for k, v in flat.items()}
   shape = (num_prompts, group_size)
