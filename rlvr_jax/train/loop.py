@@ -6,7 +6,9 @@ One step of :func:`train` (config fields under ``config.rl`` unless named):
    examples from the task's training stream (its position is checkpointed), sample
    ``num_samples`` ``G`` completions each and score them on the host (worker processes, a
    per-completion timeout: a failing verifier costs one reward); with ``dynamic_sampling``,
-   repeat until ``P`` groups with reward variance survive;
+   repeat until ``P`` groups with reward variance survive; with ``multiturn.enabled``, each sample
+   is an episode of a tool-using environment (:mod:`rlvr_jax.train.stages.multiturn`: loss mask
+   with holes on observations, evaluation by episodes too);
 2. **stages** (:mod:`rlvr_jax.train.stages`): the data-stage methods switched on in
    ``stages`` (DARS, Scaf-GRPO, ViSurf, overlong filtering, your own), then the input providers
    the objective reads (ReMax's greedy rewards, LaSeR's self-rewards);
@@ -348,7 +350,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
   lines = [f"RL steps: {summary['steps']}, runtime {summary['runtime_s']:.0f}s"]
   if "before/sft_steps" in summary:
     lines.append(f"supervised warm-up: {summary['before/sft_steps']} steps")
-  for key in ("pass@1", "greedy_accuracy"):
+  for key in ("pass@1", "greedy_accuracy", "tool_call_rate", "greedy_tool_call_rate"):
     if f"before/{key}" in summary and f"after/{key}" in summary:
       before, after = summary[f"before/{key}"], summary[f"after/{key}"]
       lines.append(f"held-out {key}: before RL {100 * before:.1f}%  after RL {100 * after:.1f}%  "
