@@ -57,7 +57,11 @@ setuptools.setup(
     description="Reinforcement learning with verifiable rewards (GRPO and family) in JAX/Flax.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["rlvr_jax", "rlvr_jax.*"]),
+    # experiments/ (the absl binaries and their config files) is installed too, so that
+    # `python -m experiments.train --config=experiments/configs/demo.py` works from any directory
+    # (experiments/paths.py resolves relative --config paths against the installed package).
+    packages=setuptools.find_packages(include=["rlvr_jax", "rlvr_jax.*", "experiments",
+                                               "experiments.*"]),
     python_requires=">=3.10",
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import paths
+
 def _define_flags() -> None:
   """Defines the command-line flags; called only when run as a program, so that importing this
   module (tests, notebooks) never clashes with other binaries' flags such as ``--config``."""
   config_flags.DEFINE_config_file(
-      "config", "experiments/configs/demo.py", "Experiment config file (model, task, data).")
+      "config", paths.config_file("demo.py"), "Experiment config file (model, task, data).")
   flags.DEFINE_string("hf_dir", None, "Evaluate this HF model directory.")
   flags.DEFINE_string("checkpoint", None,
                       "Evaluate the params of this train workdir / checkpoints dir.")
@@ -138,4 +141,5 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
+  sys.argv = paths.resolve_argv(sys.argv)  # relative --config paths work from any directory
   app.run(main)

@@ -12,14 +12,17 @@ resumed. With ``--multihost`` the process joins a multi-controller run
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import paths
+
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/demo.py", "Experiment config file.")
+    "config", paths.config_file("demo.py"), "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (metrics, checkpoints).",
                                required=True)
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
@@ -54,4 +57,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  sys.argv = paths.resolve_argv(sys.argv)  # relative --config paths work from any directory
   app.run(main)
