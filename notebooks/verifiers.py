@@ -151,9 +151,10 @@ print(math_verifier.is_equivalent(r"\frac{6}{4}", "1.5"),
 # %% [markdown]
 # ## The code sandbox
 #
-# `run_python` runs a program in a fresh process with rlimits, an audit-hook guard, a scrubbed
-# environment and, where the host allows, network/PID namespaces and a privilege drop.
-# `isolation_report` says which layers are active here.
+# `run_python` runs a program under bubblewrap as an unprivileged uid, in its own user, mount,
+# PID, network and IPC namespaces, seeing only a read-only view of the interpreter and a private
+# scratch tmpfs (or, where bubblewrap cannot run, a loudly labelled weaker fallback).
+# `isolation_report` says exactly what is and is not enforced here (`docs/sandbox.md`).
 
 # %%
 CONFIG = sandbox.SandboxConfig(timeout_s=2.0, memory_mb=256)
@@ -186,8 +187,8 @@ print(code.code_reward([GOOD, WRONG, "no code here"], [TESTS] * 3, mode="fractio
 # %% [markdown]
 # Now hostile programs, each in its own sandbox. Every one must come back with a non-`ok` status
 # in about the time limit at most, leave no trace on the host, and score 0 as a code reward. The
-# last one shows a documented limit: the sandbox does **not** stop *reads* (no read-only
-# filesystem), so never leave secrets readable by the sandbox user.
+# last one tries to read a host file: with the bubblewrap boundary, files outside the program's
+# view do not exist for it.
 
 # %%
 scratch = tempfile.mkdtemp(prefix="verifiers_nb_")
@@ -197,7 +198,7 @@ with open(victim, "w") as f:
   f.write("keep me")
 readable = os.path.join(scratch, "readable.txt")
 with open(readable, "w") as f:
-  f.write("visible to the sandbox")
+  f.write("a host file")
 
 HOSTILE = {
     "infinite loop": "while True:\n  pass",
@@ -221,6 +222,8 @@ for name, program in HOSTILE.items():
 
 read = sandbox.run_python(f"print(open('{readable}').read())", config=CONFIG)
 print(f"\n{'read a file':<16} {read.status:<14} {read.wall_s:5.2f}s  stdout={read.stdout.strip()!r}")
+if sandbox.isolation_report(CONFIG).get("boundary"):
+  assert read.status != "ok" and "a host file" not in read.stdout
 
 assert not os.path.exists(canary), "a hostile program wrote outside its sandbox"
 assert open(victim).read() == "keep me", "a hostile program deleted a host file"

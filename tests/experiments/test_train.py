@@ -65,6 +65,7 @@ def _overrides(hf_dir, files):
     # One objective hyperparameter from the command line changes that value and nothing else.
     ("qwen2_5_gsm8k_dapo", ["--config.rl.num_mini_batches=2",
                             "--config.rl.objective.epsilon_high=0.3"]),
+    ("qwen2_5_gsm8k_grpo_lora", ["--config.lora.rank=2", "--config.model.param_dtype=float32"]),
 ])
 def test_recipe_runs_end_to_end(tmp_path, hf_dir, gsm8k_files, recipe, extra):
   workdir = tmp_path / "run"
@@ -83,6 +84,8 @@ def test_recipe_runs_end_to_end(tmp_path, hf_dir, gsm8k_files, recipe, extra):
   recipe_objective = importlib.import_module(f"experiments.configs.{recipe}").get_config(
       ).rl.objective.to_dict()
   assert set(config["rl"]["objective"]) == {"name", *presets.defaults(recipe_objective["name"])}
+  if recipe.endswith("lora"):
+    assert os.path.exists(workdir / "lora_base.json")
   if recipe.endswith("dapo"):
     assert recipe_objective["epsilon_high"] == 0.28 and recipe_objective["max_length"] == 512
     assert config["rl"]["objective"] == dict(recipe_objective, epsilon_high=0.3)
@@ -95,7 +98,7 @@ def test_recipe_runs_end_to_end(tmp_path, hf_dir, gsm8k_files, recipe, extra):
               "learning_rate", "completions/mean_length", "completions/clipped_ratio",
               "entropy", "time/rollout", "time/reward", "time/update"):
     assert key in records[-1], key
-  if recipe.endswith("grpo"):
+  if "grpo" in recipe:
     assert "kl" in " ".join(records[-1])
   else:
     assert records[-1]["dynamic_sampling/rounds"] >= 1
