@@ -38,6 +38,9 @@ import numpy as np
 from rlvr_jax.data import task as task_lib
 from rlvr_jax.rewards import registry as _registry
 from rlvr_jax.rewards import verifiers as _verifiers  # pylint: disable=unused-import  (registers)
+# Registers "reasoning_gym" (reasoning_gym itself is imported only when an example is scored), so
+# a task file written from a reasoning-gym source reads back.
+from rlvr_jax.data import gym as _gym  # pylint: disable=unused-import,g-bad-import-order
 
 _ALLOWED = ("prompt", "answer", "verifier", "metadata")
 

@@ -86,6 +86,9 @@ def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
   """The task source of ``config.task``.
 
   ``kind="procedural"``: ``name`` and ``kwargs`` of :func:`rlvr_jax.data.procedural.get`.
+  ``kind="gym"``: reasoning-gym generator ``name`` (``"basic_arithmetic"``, ``"gsm_symbolic"``,
+  ...) with ``kwargs`` for :class:`rlvr_jax.data.gym.ReasoningGymSource` (``size``, generator
+  ``config``, ``system_prompt``, ``chat``); verifier ``"reasoning_gym"``.
   ``kind="files"``: ``files`` (split → JSONL/Parquet path), optional ``field_map`` and
   ``default_verifier`` (see :mod:`rlvr_jax.data.jsonl`), and ``answer_format`` (``"chat"`` or
   ``"text"``: append the verifier's answer-format instruction; ``""``: prompts as stored) with an
@@ -98,6 +101,9 @@ def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
     if "ops" in kwargs:
       kwargs["ops"] = tuple(kwargs["ops"])
     return procedural.get(config.task.name, **kwargs)
+  if kind == "gym":
+    from rlvr_jax.data import gym  # pylint: disable=g-import-not-at-top
+    return gym.ReasoningGymSource(config.task.name, **dict(config.task.get("kwargs", {})))
   if kind == "files":
     from rlvr_jax.data import jsonl  # pylint: disable=g-import-not-at-top
     from rlvr_jax.data import templates  # pylint: disable=g-import-not-at-top

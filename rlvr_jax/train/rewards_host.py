@@ -10,7 +10,7 @@ tasks'; an exception still costs only its item, but a hang is not bounded).
 
 Verifiers are looked up by name in :mod:`rlvr_jax.data.task`'s registry *inside the worker*, so
 the modules that register them must be importable there: the built-in ones (procedural tasks,
-standard verifiers) are imported here; list other modules in ``verifier_modules``.
+standard verifiers, reasoning-gym's) are imported here; list other modules in ``verifier_modules``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from rlvr_jax.rewards import registry
 # A verifier's float64 score beyond this is infinite once stored in the float32 reward array.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-BUILTIN_VERIFIER_MODULES = ("rlvr_jax.data.procedural", "rlvr_jax.rewards.verifiers")
+BUILTIN_VERIFIER_MODULES = ("rlvr_jax.data.procedural", "rlvr_jax.rewards.verifiers",
+                            "rlvr_jax.data.gym")
 
 
 def score_one(completion: str, example: task_lib.Example,
