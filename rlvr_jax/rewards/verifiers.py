@@ -13,10 +13,14 @@ Importing this module (``import rlvr_jax.data`` does) registers:
 * ``"gsm8k"``: verl's strict GSM8K rule (``verl/utils/reward_score/gsm8k.py``): in the last 300
   characters, the last ``#### <number>`` (``-?[0-9.,]+``, commas and ``$`` removed) must equal
   the gold number as a string.
-* ``"gsm8k_flexible"``: verl's flexible rule: the last number anywhere in those 300 characters.
+* ``"gsm8k_flexible"``: verl's flexible rule: the last number anywhere in those 300 characters,
+  except that a trailing sentence period or comma is not part of the number ("The answer is 2."
+  scores 2; verl reads ``2.`` and scores it 0).
 * ``"math"``: delegates to :mod:`rlvr_jax.rewards.math` (final-answer extraction and symbolic
   equivalence with the gold), imported on first use so that ``rlvr_jax.data`` does not import
-  sympy until a math example is scored.
+  sympy until a math example is scored. A gold in GSM8K layout (``... #### 8``) is compared by
+  its number after ``####``, with a one-time ``RuntimeWarning`` (use ``gsm8k``/``gsm8k_flexible``
+  for GSM8K data).
 
 Every verifier has the registry signature ``(completion: str, example: Example) -> float`` and
 returns 1.0 or 0.0. The answer-format instruction that a prompt should carry for each of them lives
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+import warnings
 from typing import List, Optional
 
 from typing import TYPE_CHECKING
@@ -103,7 +108,7 @@ def extract_gsm8k(completion: str, *, flexible: bool = False,
   Args:
     completion: model output.
     flexible: False: the last ``#### <number>``; True: the last number-like token that is not
-      a lone ``.`` or ``,``.
+      a lone ``.`` or ``,``, with a trailing ``.``/``,`` (sentence punctuation) removed.
     tail_chars: only the last ``tail_chars`` characters are searched.
 
   Returns:
@@ -113,7 +118,10 @@ def extract_gsm8k(completion: str, *, flexible: bool = False,
   if not flexible:
     matches = _GSM8K_STRICT.findall(tail)
     return _clean_number(matches[-1]) if matches else None
-  candidates: List[str] = [m for m in _NUMBER.findall(tail) if m not in ("", ".", ",")]
+  # "The answer is 2." ends in a sentence period, not a decimal point: verl keeps it ("2."), which
+  # never equals a gold; stripping it changes no other match (a number never ends in "." or ",").
+  candidates: List[str] = [m.rstrip(".,") for m in _NUMBER.findall(tail)]
+  candidates = [m for m in candidates if m not in ("", "-")]
   return _clean_number(candidates[-1]) if candidates else None
 
 
@@ -134,7 +142,8 @@ def gsm8k_verifier(completion: str, example: "Example") -> float:
 
 
 def gsm8k_flexible_verifier(completion: str, example: "Example") -> float:
-  """Flexible GSM8K: the last number in the completion's tail equals the gold (string equality)."""
+  """Flexible GSM8K: the last number in the completion's tail (a trailing sentence period
+  dropped) equals the gold (string equality)."""
   pred = extract_gsm8k(completion, flexible=True)
   return float(pred is not None and pred == gsm8k_gold(example.answer))
 
@@ -150,9 +159,26 @@ def math_verifier(completion: str, example: "Example") -> float:
   # Imported here: rlvr_jax.rewards.math pulls in sympy, which a user of JSONL/GSM8K tasks should
   # not pay for at import time.
   from rlvr_jax.rewards import math as math_rewards  # pylint: disable=g-import-not-at-top
+  gold = example.answer
+  if "####" in gold:
+    gold = gsm8k_gold(gold)
+    _warn_gsm8k_gold_once()
   if multiprocessing.parent_process() is not None:
-    return float(math_rewards.verify_in_process(completion, example.answer))
-  return float(math_rewards.verify(completion, example.answer))
+    return float(math_rewards.verify_in_process(completion, gold))
+  return float(math_rewards.verify(completion, gold))
+
+
+_WARNED_GSM8K_GOLD = []
+
+
+def _warn_gsm8k_gold_once() -> None:
+  """A ``RuntimeWarning`` (once per process) that the math verifier got a GSM8K-layout gold."""
+  if _WARNED_GSM8K_GOLD:
+    return
+  _WARNED_GSM8K_GOLD.append(True)
+  warnings.warn("the 'math' verifier got a gold answer in GSM8K layout ('... #### 8'): it compares "
+                "with the number after '####'; the 'gsm8k' or 'gsm8k_flexible' verifiers are "
+                "meant for GSM8K data", RuntimeWarning, stacklevel=3)
 
 
 STANDARD_VERIFIERS = {

@@ -51,7 +51,15 @@ def test_gsm8k_strict_and_flexible():
   assert strict("... so #### 5 wait no\n#### 1,072", gold) == 1.0
   assert strict("the answer is 1072", gold) == 0.0
   assert flex("the answer is 1072", gold) == 1.0
-  assert flex("the answer is $1,072.", gold) == 0.0  # "1,072." keeps its trailing dot
+  # A sentence period or comma after the number is punctuation, not a decimal point (verl keeps
+  # it and scores these 0).
+  assert flex("the answer is $1,072.", gold) == 1.0
+  assert flex("The answer is 2.", _ex("2")) == 1.0
+  assert flex("It is 2, I think.", _ex("2")) == 1.0
+  assert flex("The answer is 2.5.", _ex("2.5")) == 1.0
+  assert flex("The answer is 2.5.", _ex("2")) == 0.0
+  assert flex("The answer is -2.", _ex("-2")) == 1.0
+  assert flex("Nothing here. Really.", _ex("2")) == 0.0
   assert strict("#### -3", _ex("-3")) == 1.0
   # Only the last 300 characters are searched.
   assert strict("#### 7" + " " * 400, _ex("7")) == 0.0
@@ -64,6 +72,17 @@ def test_math_delegates_to_rewards_math():
   assert v(r"so the result is \boxed{\frac{1}{2}}", _ex(r"\frac{1}{2}", "math")) == 1.0
   assert v(r"\boxed{0.5}", _ex(r"\frac{1}{2}", "math")) == 1.0
   assert v(r"\boxed{3}", _ex(r"\frac{1}{2}", "math")) == 0.0
+
+
+def test_math_with_a_gsm8k_layout_gold_warns_and_reads_the_number():
+  pytest.importorskip("rlvr_jax.rewards.math")
+  v = registry.get_verifier("math")
+  verifiers._WARNED_GSM8K_GOLD.clear()  # pylint: disable=protected-access
+  gold = _ex("3 + 5 = 8 apples.\n#### 8", "math")
+  with pytest.warns(RuntimeWarning, match="GSM8K layout"):
+    assert v(r"so \boxed{8}", gold) == 1.0
+  assert v(r"so \boxed{9}", gold) == 0.0
+  assert v(r"\boxed{1072}", _ex("#### 1,072", "math")) == 1.0
 
 
 def _score_in_child(queue, completion, answer):
