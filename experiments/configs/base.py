@@ -20,6 +20,10 @@ def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.log_every = 10
+  # Every N RL steps, the first log_completions_num samples (prompt, completion, reward, gold)
+  # go to <workdir>/completions.jsonl and TensorBoard's Text tab (0: never).
+  config.log_completions_every = 10
+  config.log_completions_num = 8
   config.remat = "none"  # "none", "full" or "dots": per-layer rematerialisation in the model
 
   config.tokenizer = ml_collections.ConfigDict(dict(kind="hf"))

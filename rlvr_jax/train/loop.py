@@ -267,6 +267,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   writer.truncate_after(start_step)
   progress = metrics_writer.ProgressBar(rl.num_steps, initial=start_step,
                                         keys=("reward", "loss"), every=config.log_every)
+  if start_step == 0 and metrics_writer.zero_learning_rate_warning(schedule):
+    _print(metrics_writer.zero_learning_rate_warning(schedule))
 
   try:  # an error (a stopped run too) still completes pending checkpoint writes and closes
     for step in range(start_step, rl.num_steps):
@@ -321,6 +323,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
             builders.policy_params(state.params, state.frozen, lora_config), heldout,
             eval_key).items()})
       writer.write(step + 1, metrics)
+      if config.log_completions_every and (step + 1) % config.log_completions_every == 0:
+        writer.write_completions(step + 1, metrics_writer.completion_records(
+            group, collected.examples, tokenizer, num=config.log_completions_num))
       if jax.process_index() == 0:
         progress.update(step + 1, metrics)
       if config.checkpoint.every and ((step + 1) % config.checkpoint.every == 0

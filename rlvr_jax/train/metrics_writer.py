@@ -7,7 +7,12 @@ protocol buffers. Only the fields needed for scalars are encoded::
 
   Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }
   Summary { repeated Value value = 1; }
-  Value   { string tag = 1; float simple_value = 2; }
+  Value   { string tag = 1; float simple_value = 2; TensorProto tensor = 8;
+            SummaryMetadata metadata = 9; }
+
+Text (the completions table) is a ``Value`` with a ``DT_STRING`` scalar ``tensor``
+(``{dtype = 1: 7, string_val = 8}``) and ``metadata { plugin_data = 1 { plugin_name = 1:
+"text" } }``, which TensorBoard's Text tab renders as Markdown.
 
 TensorBoard reads these files as usual (``tensorboard --logdir <run_dir>/tensorboard``).
 
@@ -16,6 +21,9 @@ Layout of a run directory::
   <run_dir>/metrics.jsonl                          one JSON object per step: {"step", "time", ...}
   <run_dir>/tensorboard/events.out.tfevents.*      scalars for TensorBoard
   <run_dir>/config.json                            resolved config (write_config)
+  <run_dir>/completions.jsonl                      sampled completions with their rewards, every
+                                                   ``config.log_completions_every`` steps
+                                                   (write_completions; TensorBoard text too)
 
 On resumption from a checkpoint at step ``s``, :meth:`MetricsWriter.truncate_after` drops JSONL
 records of steps after ``s`` that the killed run had already logged, so the log holds exactly one
@@ -36,6 +44,7 @@ from typing import Any, Dict, IO, Iterator, List, Mapping, Optional, Sequence, T
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 CONFIG_FILE = "config.json"
+COMPLETIONS_FILE = "completions.jsonl"
 
 # --- CRC32C (Castagnoli), as the TFRecord format requires ----------------------------------------
 
@@ -101,6 +110,15 @@ def _version_event(wall_time: float) -> bytes:
   return _varint(1 << 3 | 1) + struct.pack("<d", wall_time) + _field_bytes(3, b"brain.Event:2")
 
 
+def _text_event(step: int, wall_time: float, tag: str, text: str) -> bytes:
+  tensor = _varint(1 << 3 | 0) + _varint(7) + _field_bytes(8, text.encode("utf-8"))  # DT_STRING
+  metadata = _field_bytes(1, _field_bytes(1, b"text"))
+  value = (_field_bytes(1, tag.encode("utf-8")) + _field_bytes(8, tensor)
+           + _field_bytes(9, metadata))
+  return (_varint(1 << 3 | 1) + struct.pack("<d", wall_time) + _varint(2 << 3 | 0)
+          + _varint(step) + _field_bytes(5, _field_bytes(1, value)))
+
+
 def _record(data: bytes) -> bytes:
   header = struct.pack("<Q", len(data))
   return (header + struct.pack("<I", masked_crc32c(header)) + data
@@ -124,6 +142,11 @@ class TensorBoardWriter:
               wall_time: Optional[float] = None) -> None:
     """Writes one Event holding all ``values`` (tag → float) at ``step``."""
     event = _scalar_event(int(step), time.time() if wall_time is None else wall_time, values)
+    self._file.write(_record(event))
+
+  def text(self, step: int, tag: str, text: str, wall_time: Optional[float] = None) -> None:
+    """Writes a Markdown ``text`` summary (TensorBoard's Text tab) under ``tag`` at ``step``."""
+    event = _text_event(int(step), time.time() if wall_time is None else wall_time, tag, text)
     self._file.write(_record(event))
 
   def flush(self) -> None:
@@ -269,6 +292,18 @@ class MetricsWriter:
       self._tb.flush()
     return values
 
+  def write_completions(self, step: int, records: Sequence[Mapping[str, Any]]) -> None:
+    """Appends ``records`` (:func:`completion_records`) to ``completions.jsonl`` with their
+    ``step``, and writes them to TensorBoard as a Markdown table (tag ``completions``)."""
+    if not self.enabled or not records:
+      return
+    with open(os.path.join(self.run_dir, COMPLETIONS_FILE), "a", encoding="utf-8") as f:
+      for record in records:
+        f.write(json.dumps({"step": int(step), **record}) + "\n")
+    if self._tb is not None:
+      self._tb.text(step, "completions", completions_markdown(records))
+      self._tb.flush()
+
   def write_config(self, config: Any) -> None:
     """Writes the resolved config as ``config.json`` (via ``checkpoint.to_jsonable`` rules)."""
     if not self.enabled:
@@ -278,7 +313,8 @@ class MetricsWriter:
       json.dump(to_jsonable(config), f, indent=2, sort_keys=True)
 
   def truncate_after(self, step: int) -> None:
-    """Drops JSONL records with ``record["step"] > step`` (call after restoring ``step``)."""
+    """Drops JSONL records (metrics and completions) with ``record["step"] > step`` (call after
+    restoring ``step``)."""
     if not self.enabled or self._jsonl is None:
       return
     path = os.path.join(self.run_dir, METRICS_FILE)
@@ -290,6 +326,20 @@ class MetricsWriter:
         f.write(json.dumps(r) + "\n")
     os.replace(tmp, path)  # atomic: a crash here leaves either the old or the new log
     self._jsonl = open(path, "a", encoding="utf-8")
+    completions = os.path.join(self.run_dir, COMPLETIONS_FILE)
+    if os.path.exists(completions):  # the killed run's samples after ``step`` go too
+      with open(completions, encoding="utf-8") as f:
+        lines = [l for l in f.read().split("\n") if l.strip()]
+      kept_lines = []
+      for line in lines:
+        try:
+          if json.loads(line)["step"] <= step:
+            kept_lines.append(line)
+        except ValueError:  # a torn last line
+          continue
+      with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(l + "\n" for l in kept_lines))
+      os.replace(tmp, completions)
 
   def close(self) -> None:
     """Closes the JSONL and event files (idempotent)."""
@@ -392,3 +442,64 @@ class ProgressBar:
       self.stream.write(line + "\n")
       self.stream.flush()
     return line
+
+
+# --- Sampled completions ----------------------------------------------------------------------------
+
+
+def completion_records(group: Mapping[str, Any], examples: Sequence[Any], tokenizer, *,
+                       num: int) -> List[Dict[str, Any]]:
+  """Up to ``num`` of a step's samples as JSON records, prompt-major (whole groups first).
+
+  Each record: ``prompt`` (the prompt as the model saw it: its tokens decoded with special tokens,
+  so a chat template's system prompt shows), ``completion`` (decoded up to its length, special
+  tokens dropped), ``reward`` (the verifier's score), ``answer`` (the gold), ``truncated`` and
+  ``length``. ``group`` is the step's group batch (``rlvr_jax.train.stages.base``'s table);
+  padding slots (``valid`` False) are skipped.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  tokens, lengths = np.asarray(group["tokens"]), np.asarray(group["lengths"])
+  prompts, prompt_mask = np.asarray(group["prompt_tokens"]), np.asarray(group["prompt_mask"])
+  valid = np.asarray(group.get("valid", np.ones(lengths.shape, bool)), bool)
+  rows = [(p, w) for p in range(lengths.shape[0]) for w in range(lengths.shape[1])
+          if valid[p, w]][:max(int(num), 0)]
+  records = []
+  for p, w in rows:
+    example = examples[int(group["example_id"][p, w])]
+    records.append({
+        "prompt": tokenizer.decode(prompts[p, w][prompt_mask[p, w]].tolist()),
+        "completion": tokenizer.decode(tokens[p, w, :lengths[p, w]].tolist(),
+                                       skip_special_tokens=True),
+        "reward": float(group["raw_rewards"][p, w]),
+        "answer": str(example.answer),
+        "truncated": bool(group["truncated"][p, w]),
+        "length": int(lengths[p, w]),
+    })
+  return records
+
+
+def _cell(text: str, limit: int = 400) -> str:
+  text = text if len(text) <= limit else text[:limit] + "…"
+  return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def completions_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+  """A Markdown table of :func:`completion_records` (prompt, completion, reward, gold), long cells
+  cut at 400 characters, for TensorBoard's Text tab."""
+  lines = ["| prompt | completion | reward | answer |", "|---|---|---|---|"]
+  for r in records:
+    lines.append(f"| {_cell(r['prompt'])} | {_cell(r['completion'])} | {r['reward']:.3g} | "
+                 f"{_cell(r['answer'])} |")
+  return "\n".join(lines)
+
+
+def zero_learning_rate_warning(schedule: Any) -> Optional[str]:
+  """The warning to print when the first update's learning rate ``schedule(0)`` is exactly 0
+  (a linear warm-up from 0): that update leaves the policy unchanged, which explains a first
+  step that changes nothing. None otherwise (or when ``schedule`` is a constant float)."""
+  first = float(schedule(0)) if callable(schedule) else float(schedule)
+  if first != 0.0:
+    return None
+  return ("warning: the learning rate of RL step 1 is exactly 0 (the optimizer's warm-up starts "
+          "at 0; see config.optimizer.warmup_steps): step 1's update leaves the policy unchanged, "
+          "and a short run learns less than its step count suggests.")

@@ -122,3 +122,71 @@ def test_progress_bar_non_tty():
   assert len(lines) == 2
   assert lines[0].startswith("[") and " 2/4 " in lines[0] and "reward=0.5" in lines[0]
   assert " 4/4 100%" in lines[1] and "ETA 0s" in lines[1]
+
+
+def _group_of_two_prompts(tokenizer):
+  """A group batch of 2 prompts x 2 samples (the last slot padding), as the loop builds it."""
+  prompts = ["1+2=", "3+0="]
+  completions = [["3", "4"], ["3", "0"]]
+  width = 6
+  prompt_tokens = np.zeros((2, 2, width), np.int32)
+  prompt_mask = np.zeros((2, 2, width), bool)
+  tokens = np.zeros((2, 2, 4), np.int32)
+  lengths = np.zeros((2, 2), np.int32)
+  for p, prompt in enumerate(prompts):
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    prompt_tokens[p, :, width - len(ids):] = ids  # left-padded
+    prompt_mask[p, :, width - len(ids):] = True
+    for w, text in enumerate(completions[p]):
+      ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+      tokens[p, w, :len(ids)] = ids
+      lengths[p, w] = len(ids)
+  return dict(prompt_tokens=prompt_tokens, prompt_mask=prompt_mask, tokens=tokens,
+              lengths=lengths, raw_rewards=np.array([[1.0, 0.0], [1.0, 0.0]], np.float32),
+              truncated=np.zeros((2, 2), np.float32), example_id=np.array([[0, 0], [1, 1]]),
+              valid=np.array([[True, True], [True, False]]))
+
+
+def test_completion_records_jsonl_tensorboard_text_and_resume(tmp_path):
+  from rlvr_jax.data import char_tokenizer  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.data import task as task_lib  # pylint: disable=g-import-not-at-top
+  tokenizer = char_tokenizer.build()
+  examples = [task_lib.Example(prompt="1+2=", answer="3", verifier="exact"),
+              task_lib.Example(prompt="3+0=", answer="3", verifier="exact")]
+  records = mw.completion_records(_group_of_two_prompts(tokenizer), examples, tokenizer, num=8)
+  assert [(r["prompt"], r["completion"], r["reward"], r["answer"]) for r in records] == [
+      ("1+2=", "3", 1.0, "3"), ("1+2=", "4", 0.0, "3"), ("3+0=", "3", 1.0, "3")]  # no padding
+  assert records[0]["length"] == 2 and records[0]["truncated"] is False
+  assert len(mw.completion_records(_group_of_two_prompts(tokenizer), examples, tokenizer,
+                                   num=2)) == 2
+
+  run = str(tmp_path)
+  with mw.MetricsWriter(run) as w:
+    w.write_completions(10, records)
+    w.write_completions(20, records[:1])
+  logged = [json.loads(l) for l in open(os.path.join(run, mw.COMPLETIONS_FILE))]
+  assert [r["step"] for r in logged] == [10, 10, 10, 20]
+  assert logged[1]["completion"] == "4"
+  # TensorBoard: one text summary per call, a Markdown table with a row per sample.
+  loader = pytest.importorskip("tensorboard.backend.event_processing.event_file_loader")
+  tb_dir = os.path.join(run, mw.TENSORBOARD_DIR)
+  events = list(loader.LegacyEventFileLoader(
+      os.path.join(tb_dir, os.listdir(tb_dir)[0])).Load())[1:]
+  assert [e.step for e in events] == [10, 20]
+  value = events[0].summary.value[0]
+  assert value.tag == "completions" and value.metadata.plugin_data.plugin_name == "text"
+  table = value.tensor.string_val[0].decode()
+  assert table.splitlines()[0] == "| prompt | completion | reward | answer |"
+  assert "| 1+2= | 4 | 0 | 3 |" in table.splitlines()
+  # A resume from step 10 drops the samples logged after it.
+  with mw.MetricsWriter(run, tensorboard=False) as w:
+    w.truncate_after(10)
+  assert [json.loads(l)["step"] for l in open(os.path.join(run, mw.COMPLETIONS_FILE))] == [10] * 3
+
+
+def test_zero_learning_rate_warning():
+  import optax  # pylint: disable=g-import-not-at-top
+  warm_up = optax.linear_schedule(0.0, 1e-5, transition_steps=10)
+  assert "learning rate of RL step 1 is exactly 0" in mw.zero_learning_rate_warning(warm_up)
+  assert mw.zero_learning_rate_warning(optax.constant_schedule(1e-6)) is None
+  assert mw.zero_learning_rate_warning(1e-6) is None
