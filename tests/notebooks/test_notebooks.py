@@ -26,6 +26,7 @@ TIMEOUT_S = {
     "verifiers": 240,
     "tiny_grpo": 900,
     "bring_your_own_model": 300,
+    "agent_episodes": 300,
 }
 
 
