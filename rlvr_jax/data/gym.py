@@ -48,12 +48,15 @@ def split_seed(split: str, seed: int) -> int:
 
 
 def entry_to_example(entry: Mapping[str, Any], *, chat: bool = True,
-                     system_prompt: Optional[str] = None) -> task_lib.Example:
+                     system_prompt: Optional[str] = None,
+                     verifier: str = VERIFIER) -> task_lib.Example:
   """One reasoning-gym entry ``{"question", "answer", "metadata"}`` as an Example.
 
   The whole entry is kept in ``metadata["entry"]`` because the generator's scorer needs it; its
   ``source_dataset`` names the scorer. ``system_prompt`` (chat) or preamble (text) should ask for
-  ``<answer>`` tags, as ``reasoning_gym.utils.SYSTEM_PROMPTS["default"]`` does.
+  ``<answer>`` tags, as ``reasoning_gym.utils.SYSTEM_PROMPTS["default"]`` does; with another
+  ``verifier`` (any registered name, e.g. ``"gsm8k_flexible"`` for the last number of the
+  completion), it should ask for that verifier's format instead.
   """
   question = entry["question"]
   if chat:
@@ -64,7 +67,7 @@ def entry_to_example(entry: Mapping[str, Any], *, chat: bool = True,
   metadata = {"source_dataset": entry["metadata"]["source_dataset"],
               "entry": {"question": question, "answer": entry["answer"],
                         "metadata": dict(entry["metadata"])}}
-  return task_lib.Example(prompt=prompt, answer=str(entry["answer"]), verifier=VERIFIER,
+  return task_lib.Example(prompt=prompt, answer=str(entry["answer"]), verifier=verifier,
                           metadata=metadata)
 
 
@@ -76,7 +79,7 @@ class ReasoningGymSource:
 
   def __init__(self, dataset: Union[str, Sequence[DatasetSpec]], *, size: int = 1000,
                config: Optional[Mapping[str, Any]] = None, chat: bool = True,
-               system_prompt: Optional[str] = "default"):
+               system_prompt: Optional[str] = "default", verifier: str = VERIFIER):
     """Describes the source; nothing is generated until :meth:`examples`.
 
     Args:
@@ -85,6 +88,8 @@ class ReasoningGymSource:
       config: generator options for a single ``dataset`` (e.g. ``{"min_terms": 2}``).
       chat: chat-message prompts (True) or plain text.
       system_prompt: a key of ``reasoning_gym.utils.SYSTEM_PROMPTS``, a literal prompt, or None.
+      verifier: the examples' verifier: ``"reasoning_gym"`` (the generator's own scorer on the
+        last ``<answer>`` tag), or another registered verifier of the gold answer string.
     """
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
       # An empty source would leave the trainer nothing to draw from.
@@ -95,6 +100,7 @@ class ReasoningGymSource:
     self._config = dict(config or {})
     self._chat = chat
     self._system_prompt = system_prompt
+    self._verifier = verifier
 
   def _system(self, rg) -> Optional[str]:
     if self._system_prompt is None:
@@ -113,7 +119,8 @@ class ReasoningGymSource:
       data = rg.create_dataset("composite", size=self._size, seed=gen_seed, datasets=specs)
     system = self._system(rg)
     for i in range(self._size):
-      yield entry_to_example(data[i], chat=self._chat, system_prompt=system)
+      yield entry_to_example(data[i], chat=self._chat, system_prompt=system,
+                             verifier=self._verifier)
 
 
 def reasoning_gym_verifier(completion: str, example: task_lib.Example) -> float:

@@ -29,7 +29,6 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from rlvr_jax.models import gguf_io
 from rlvr_jax.models import partition
 from rlvr_jax.models.config import ModelConfig
 
@@ -314,6 +313,7 @@ def read_config(path: str) -> Dict[str, Any]:
   Raises:
     FileNotFoundError: ``path`` is neither a ``.gguf`` file nor a directory with ``config.json``.
   """
+  from rlvr_jax.models import gguf_io  # pylint: disable=g-import-not-at-top
   if gguf_io.is_gguf(path):
     return gguf_io.hf_config(path)
   config_path = os.path.join(path, "config.json")
@@ -356,6 +356,7 @@ def load_hf(path: str, *, dtype: str = "float32", param_dtype: str = "float32",
   if unknown:
     raise TypeError(f"load_hf got unexpected runtime options {sorted(unknown)}")
   config = config.replace(**runtime)
+  from rlvr_jax.models import gguf_io  # pylint: disable=g-import-not-at-top
   if gguf_io.is_gguf(path):
     ckpt = gguf_io.GGUFCheckpoint(path, hf_dict)
   else:
@@ -496,6 +497,7 @@ def load_tokenizer(path: str):
 
   transformers is imported here, so the model code itself does not depend on it.
   """
+  from rlvr_jax.models import gguf_io  # pylint: disable=g-import-not-at-top
   if gguf_io.is_gguf(path):
     return gguf_io.load_tokenizer(path)
   from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top

@@ -9,7 +9,7 @@ import pytest
 
 _DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "config.md")
 _CONFIGS = ("base", "demo", "tiny", "tool_demo", "qwen2_5_gsm8k_grpo", "qwen2_5_gsm8k_dapo",
-            "qwen2_5_gsm8k_grpo_lora")
+            "qwen2_5_gsm8k_grpo_lora", "smollm2_arithmetic")
 
 
 def _leaf_paths(config: ml_collections.ConfigDict, prefix: str = "") -> List[str]:

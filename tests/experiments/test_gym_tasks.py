@@ -39,3 +39,15 @@ def test_gym_task_kind_and_task_file_round_trip(tmp_path):
   read = list(builders.build_task(files).examples("test", 0))
   assert sorted(e.answer for e in read) == sorted(e.answer for e in examples)  # (reordered)
   assert _score(files, read) == [1.0] * 4 + [0.0]
+
+
+def test_smollm2_recipe_task_uses_its_verifier_and_system_prompt():
+  from experiments.configs import smollm2_arithmetic  # pylint: disable=g-import-not-at-top
+  config = smollm2_arithmetic.get_config()
+  config.task.kwargs.size = 3
+  examples = list(builders.build_task(config).examples("test", 0))
+  assert all(e.verifier == "gsm8k_flexible" for e in examples)
+  assert examples[0].prompt[0] == {"role": "system", "content": smollm2_arithmetic.SYSTEM_PROMPT}
+  completions = [f"The answer is {e.answer}." for e in examples]
+  with builders.build_scorer(config) as scorer:
+    assert list(scorer(completions, examples).rewards) == [1.0] * 3
