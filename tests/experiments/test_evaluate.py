@@ -18,17 +18,17 @@ def setup(tmp_path_factory):
   """A tiny demo config and a checkpoint of random params in a train-like workdir."""
   sys.path.insert(0, REPO)
   from experiments import evaluate  # pylint: disable=g-import-not-at-top
-  from experiments.configs import default  # pylint: disable=g-import-not-at-top
+  from experiments.configs import demo  # pylint: disable=g-import-not-at-top
   from rlvr_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-  from rlvr_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from rlvr_jax.train import builders  # pylint: disable=g-import-not-at-top
 
-  config = default.get_config()
+  config = demo.get_config()
   config.eval.num_prompts = 4
-  tokenizer = loop.build_tokenizer(config)
+  tokenizer = builders.build_tokenizer(config)
   built = {}
 
   def init(key):
-    built["config"], params = loop.build_model(config, tokenizer, key)
+    built["config"], params = builders.build_model(config, tokenizer, key)
     return params
 
   shapes = jax.eval_shape(init, jax.random.key(0))
