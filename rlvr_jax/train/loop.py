@@ -151,6 +151,55 @@ def _lora_base_on_resume(config, params, workdir: str):
   return params
 
 
+def _resume_step(config, workdir, params, tx, with_reference, model_config, lora_config,
+                 lora_key):
+  """``(step to resume or None, params)``: checks an existing checkpoint against the state this
+  config builds (and a LoRA run's base against the first start's) before anything is written."""
+  trainable = jax.eval_shape(lambda p: builders.split_trainable(
+      p, model_config, lora_config, lora_key)[0], params)
+  abstract = jax.eval_shape(lambda p: state_lib.create(
+      p, tx, ref_params=p if with_reference else None), trainable)
+  step = checkpoint_lib.check_resume(os.path.join(workdir, "checkpoints"), abstract,
+                                     config=config)
+  if step is not None and lora_config is not None:
+    params = _lora_base_on_resume(config, params, workdir)
+  return step, params
+
+
+def _init_state(params, extras, tx, mesh, ckpt, resume_step, *, with_reference, model_config,
+                lora_config, lora_key, workdir):
+  """``(state, shardings, extras)`` on the mesh: from ``params`` (with LoRA, fresh adapters on
+  ``params`` as the frozen base), or restored from the checkpoint of ``resume_step``
+  (checkpoints hold no frozen base: it is rebuilt, and was checked by :func:`_resume_step`)."""
+  if lora_config is not None and resume_step is None and jax.process_index() == 0:
+    with open(os.path.join(workdir, LORA_BASE_FILE), "w") as f:
+      json.dump({"fingerprint": builders.fingerprint(params)}, f)
+  params, frozen = builders.split_trainable(params, model_config, lora_config, lora_key)
+  state, shardings = state_lib.init_sharded(
+      params, tx, partition.param_partition_specs(params, mesh), mesh, with_reference, frozen,
+      None if frozen is None else partition.param_partition_specs(frozen, mesh))
+  if resume_step is not None:
+    restored, extras = ckpt.restore(resume_step, abstract_state=checkpoint_lib.abstract_state(
+        state.replace(frozen=None), shardings.replace(frozen=None)))
+    state = restored.replace(frozen=state.frozen)
+    _print(f"resumed from step {resume_step}")
+  return state, shardings, extras
+
+
+def _make_update(objective, tx, schedule, model_config, rl, shardings, mesh, *,
+                 all_positions: bool, group_size: Optional[int], policy_fn):
+  """The jit'd update step over the mesh (its log-prob function scores every completion
+  position when a stage's loss term reads one outside the mask, e.g. LaSeR's ``z_c``)."""
+  logprob_fn = step_lib.model_logprob_fn(model_config, temperature=rl.temperature,
+                                         chunk_size=rl.chunk_size, return_entropy=True)
+  if all_positions:
+    logprob_fn = step_lib.score_all_positions(logprob_fn)
+  return step_lib.jit_update(
+      step_lib.make_update_fn(objective, tx, logprob_fn, num_micro_batches=rl.num_micro_batches,
+                              group_size=group_size, schedule=schedule, policy_fn=policy_fn),
+      shardings, mesh_lib.batch_sharding(mesh))
+
+
 class _Evaluator:
   """``evaluate(params, examples, key, greedy=...)`` with the run's settings (a callable with
   its held-out set and key attached, so helpers take one argument)."""
@@ -207,14 +256,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   lora_config = builders.build_lora_config(config)
   lora_key, dropout_key = prng.lora_keys(init_key)
   with_reference = objective.needs_reference and lora_config is None  # LoRA: the base is it
-  trainable = jax.eval_shape(lambda p: builders.split_trainable(
-      p, model_config, lora_config, lora_key)[0], params)
-  abstract = jax.eval_shape(lambda p: state_lib.create(
-      p, tx, ref_params=p if with_reference else None), trainable)
-  resume_step = checkpoint_lib.check_resume(os.path.join(workdir, "checkpoints"), abstract,
-                                            config=config)  # before anything is written
-  if resume_step is not None and lora_config is not None:
-    params = _lora_base_on_resume(config, params, workdir)
+  resume_step, params = _resume_step(config, workdir, params, tx, with_reference, model_config,
+                                     lora_config, lora_key)  # before anything is written
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     metrics_writer.MetricsWriter(workdir, jsonl=False, tensorboard=False).write_config(config)
@@ -231,32 +274,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     params, extras["before"] = _initial_policy(config, params, sampler=sampler, source=source,
                                                logprob_fn=sft_logprob_fn, evaluate=evaluate,
                                                workdir=workdir)
-  if lora_config is not None and resume_step is None and jax.process_index() == 0:
-    with open(os.path.join(workdir, LORA_BASE_FILE), "w") as f:
-      json.dump({"fingerprint": builders.fingerprint(params)}, f)
-  params, frozen = builders.split_trainable(params, model_config, lora_config, lora_key)
-  state, shardings = state_lib.init_sharded(
-      params, tx, partition.param_partition_specs(params, mesh), mesh, with_reference, frozen,
-      None if frozen is None else partition.param_partition_specs(frozen, mesh))
-  if resume_step is not None:  # checkpoints hold no frozen base: it is rebuilt, and checked
-    restored, extras = ckpt.restore(resume_step, abstract_state=checkpoint_lib.abstract_state(
-        state.replace(frozen=None), shardings.replace(frozen=None)))
-    state = restored.replace(frozen=state.frozen)
-    _print(f"resumed from step {resume_step}")
+  state, shardings, extras = _init_state(
+      params, extras, tx, mesh, ckpt, resume_step, with_reference=with_reference,
+      model_config=model_config, lora_config=lora_config, lora_key=lora_key, workdir=workdir)
   start_step, position = int(resume_step or 0), int(extras["data_position"])
   runtime_before = float(extras.get("runtime_s", 0.0))
 
-  train_logprob_fn = step_lib.model_logprob_fn(model_config, temperature=rl.temperature,
-                                               chunk_size=rl.chunk_size, return_entropy=True)
-  if any(s.scores_all_positions for s in stages):
-    train_logprob_fn = step_lib.score_all_positions(train_logprob_fn)
-  update = step_lib.jit_update(
-      step_lib.make_update_fn(objective, tx, train_logprob_fn,
-                              num_micro_batches=rl.num_micro_batches,
-                              group_size=width if objective.whole_groups else None,
-                              schedule=schedule,
-                              policy_fn=builders.lora_policy_fn(lora_config, dropout_key)),
-      shardings, mesh_lib.batch_sharding(mesh))
+  update = _make_update(objective, tx, schedule, model_config, rl, shardings, mesh,
+                        all_positions=any(s.scores_all_positions for s in stages),
+                        group_size=width if objective.whole_groups else None,
+                        policy_fn=builders.lora_policy_fn(lora_config, dropout_key))
   logprobs_fn = _logprobs_fn(model_config, rl)
   advantage_fn = batch_lib.make_advantage_fn(objective)
   stacks = rl.dynamic_sampling.enabled or any(s.stacks_generations for s in stages)
