@@ -16,7 +16,8 @@ scored by the trainer's scorer (worker processes with ``config.reward.timeout_s`
 ``--num_prompts`` distinct prompts of ``--split`` drawn with ``config.eval.seed``. Metrics are
 printed as JSON and, with ``--out_dir`` (default ``<checkpoint workdir>/eval_<split>`` for a
 checkpoint), written to ``eval_metrics.json`` (with the settings and the resolved config) and
-``eval_samples.jsonl``.
+``eval_samples.jsonl`` (each problem's ``prompt`` as stored and ``rendered_prompt``, the text the
+model saw after its chat template, e.g. SmolLM2's automatic system prompt).
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def run(config, *, hf_dir: Optional[str] = None, checkpoint: Optional[str] = Non
         sampler.sample_fn(params), examples, jax.random.key(seed), num_samples=num_samples,
         ks=ks, batch_size=min(settings["batch_size"], len(examples)),
         score_fn=lambda texts, exs: scorer(texts, exs).rewards)
+  for record in result.records:  # the prompt as the model saw it (chat template, system prompt)
+    record["rendered_prompt"] = tokenizer.decode(text_sampler.prompt_token_ids(
+        tokenizer, record["prompt"], add_bos=config.data.add_bos))
   if out_dir is None and checkpoint:
     out_dir = os.path.join(checkpoint, f"eval_{split}")
   if out_dir:

@@ -71,6 +71,8 @@ def test_checkpoint_and_hf_export_agree(setup, tmp_path):
   samples = [json.loads(l) for l in open(os.path.join(workdir, "eval_test", "eval_samples.jsonl"))]
   hf_samples = [json.loads(l) for l in open(tmp_path / "out" / "eval_samples.jsonl")]
   assert [s["completions"] for s in samples] == [s["completions"] for s in hf_samples]
+  # The demo's prompts are text with a BOS token: the rendered prompt shows it.
+  assert samples[0]["rendered_prompt"] == tokenizer.bos_token + samples[0]["prompt"]
   assert from_ckpt["metrics"] == from_hf["metrics"]
   saved = json.load(open(os.path.join(workdir, "eval_test", "eval_metrics.json")))
   assert saved["settings"]["checkpoint"] == workdir and saved["metrics"] == from_ckpt["metrics"]
