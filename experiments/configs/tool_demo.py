@@ -6,9 +6,10 @@ Task: two-digit multiplication (``37*48=``, operands 10..99, held-out operand pa
 ~0.1M-parameter model cannot do in its head. The environment (``rlvr_jax.envs.tasks.
 CalculatorTask``) gives it a calculator: a turn ``calc(37*48)`` is answered with ``=1776`` and
 the next turn without a call is the scored answer. A supervised warm-up teaches the answer format
-and, on a small share of examples (``rl.multiturn.demonstration_fraction``), a whole tool-using
-trajectory, so RL starts from a policy that rarely calls the tool; GRPO then raises the tool-call
-rate and the held-out accuracy. Measured before/after numbers: docs/training.md (Multi-turn).
+and, on a tenth of the examples (``rl.multiturn.demonstration_fraction``), a whole tool-using
+trajectory, so RL starts from a policy that rarely calls the tool (7-11% of sampled episodes,
+never greedily); 40 GRPO steps then raise the tool-call rate to 93-98% and held-out pass@1 by
+43-80 points (seeds 0-2). Measured before/after numbers: docs/training.md (Multi-turn).
 """
 
 import ml_collections
@@ -32,9 +33,9 @@ def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
   config.rl.multiturn.max_turns = 3
   config.rl.multiturn.max_tokens_per_turn = 12
   config.rl.multiturn.max_observation_tokens = 16
-  config.rl.multiturn.demonstration_fraction = 0.25
+  config.rl.multiturn.demonstration_fraction = 0.1
 
-  config.sft.num_steps = 600
+  config.sft.num_steps = 800
   config.sft.batch_size = 64
   config.sft.optimizer.learning_rate = 3e-3
   config.sft.optimizer.warmup_steps = 50

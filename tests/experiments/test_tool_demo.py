@@ -2,7 +2,7 @@
 
 ``experiments/configs/tool_demo.py`` cut for CI time: a 300-step warm-up of batch 32 in which half
 the examples are tool-using trajectories (so the model learns the call and copy format in few
-steps; the full demo shows a quarter), then 12 GRPO steps of 8 prompts x 8 episodes, no held-out
+steps; the full demo shows a tenth), then 12 GRPO steps of 8 prompts x 8 episodes, no held-out
 evaluation. Asserted: the training reward (the share of episodes whose final answer is the
 product) and the tool-call rate both rise from the first 3 steps to the last 3.
 """
