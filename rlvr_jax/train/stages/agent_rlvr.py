@@ -97,6 +97,8 @@ class AgentRLVR(base.Stage):
   multiturn = True  # runs in multi-turn runs (its generations are episodes)
 
   def __init__(self, settings: Dict[str, Any], run: base.RunInfo):
+    if run.episodes is None:
+      raise ValueError("agent_rlvr needs a multi-turn run (config.rl.multiturn.enabled)")
     self.warmup_steps = int(settings["warmup_steps"])
     self.threshold = float(settings["threshold"])
     self.max_feedback_chars = int(settings["max_feedback_chars"])
@@ -117,8 +119,6 @@ class AgentRLVR(base.Stage):
   def __call__(self, ctx: base.StepContext, group: base.GroupBatch
                ) -> Tuple[base.GroupBatch, base.Metrics]:
     sampler = self.run.episodes
-    if sampler is None:
-      raise ValueError("agent_rlvr needs a multi-turn run (config.rl.multiturn.enabled)")
     rewards = group["raw_rewards"]
     groups = failed_groups(rewards, ctx.step, threshold=self.threshold,
                            warmup_steps=self.warmup_steps) & group["valid"].all(axis=1)

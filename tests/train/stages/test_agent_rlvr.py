@@ -4,6 +4,7 @@
 import jax
 import ml_collections
 import numpy as np
+import pytest
 
 from rlvr_jax.data import char_tokenizer
 from rlvr_jax.data import task as task_lib
@@ -88,3 +89,9 @@ def test_failed_episodes_are_replaced_by_guided_reattempts():
     ids = out["prompt_tokens"][0, w][out["prompt_mask"][0, w]]
     assert tok.decode(ids.tolist()) == prompt
     assert out["example_id"][0, w] == 0
+
+
+def test_single_turn_runs_refuse_the_stage():
+  run = base.RunInfo(2, 2, 1.0, None, None, 64)
+  with pytest.raises(ValueError, match="multi-turn"):
+    agent_rlvr.AgentRLVR(dict(agent_rlvr.DEFAULTS), run)
