@@ -161,6 +161,11 @@ def _resume_step(config, workdir, params, tx, with_reference, model_config, lora
       p, tx, ref_params=p if with_reference else None), trainable)
   step = checkpoint_lib.check_resume(os.path.join(workdir, "checkpoints"), abstract,
                                      config=config)
+  if jax.process_count() > 1:
+    # Every process looks before any process writes (process 0 creating the checkpoint
+    # directory while another still checks would send the processes down different paths).
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices("rlvr_jax.train.loop:resume_checked")
   if step is not None and lora_config is not None:
     params = _lora_base_on_resume(config, params, workdir)
   return step, params
