@@ -18,8 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RL_STEPS = 150
 WINDOW = 20
 # Observed in full demo runs on the 2-core machine, mean reward of steps 1-20 -> 131-150: seed 0
-# (the default, run here) 0.460 -> 0.546 (+0.086; per-step std 0.03), seed 1 0.539 -> 0.764. The
-# threshold, under half the seed-0 rise, leaves room for another CPU's float rounding.
+# (the default, run here) 0.645 -> 0.808 (2026-12-06, jax 0.10.2; 0.460 -> 0.546 with an earlier
+# environment), seed 1 0.539 -> 0.764. The threshold, under half the smaller seed-0 rise, leaves
+# room for another CPU's float rounding.
 MIN_RISE = 0.04
 
 
@@ -37,5 +38,5 @@ def test_short_demo_warms_up_to_its_target_and_grpo_raises_the_reward(tmp_path):
   rewards = [json.loads(line)["reward"] for line in open(tmp_path / "metrics.jsonl")]
   assert len(rewards) == RL_STEPS
   first, last = np.mean(rewards[:WINDOW]), np.mean(rewards[-WINDOW:])
-  assert 0.25 < first < 0.7, rewards  # the warm-up solves the task some of the time
+  assert 0.25 < first < 0.75, rewards  # the warm-up solves the task some of the time
   assert last >= first + MIN_RISE, (first, last, rewards)
