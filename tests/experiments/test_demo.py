@@ -38,5 +38,5 @@ def test_short_demo_warms_up_to_its_target_and_grpo_raises_the_reward(tmp_path):
   rewards = [json.loads(line)["reward"] for line in open(tmp_path / "metrics.jsonl")]
   assert len(rewards) == RL_STEPS
   first, last = np.mean(rewards[:WINDOW]), np.mean(rewards[-WINDOW:])
-  assert 0.25 < first < 0.75, rewards  # the warm-up solves the task some of the time
+  assert 0.25 < first < 0.7, rewards  # the warm-up solves the task some of the time
   assert last >= first + MIN_RISE, (first, last, rewards)
