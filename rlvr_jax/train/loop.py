@@ -22,6 +22,10 @@ One step of :func:`train` (config fields under ``config.rl`` unless named):
 6. **log, evaluate, checkpoint**: metrics (``docs/metrics.md``), held-out evaluation every
    ``config.eval.every`` steps, checkpoints every ``config.checkpoint.every`` steps.
 
+With ``config.lora.rank > 0`` the policy after the warm-up becomes a frozen base: the optimizer
+trains LoRA adapters only, sampling and scoring attach them without merging, the KL reference is
+the base with the adapters off, and checkpoints hold the adapters (``docs/config.md``).
+
 Static shapes: every update sees ``P·W`` rows of ``T`` tokens, where the stages fix ``W`` (``G``;
 ``n_max`` with DARS, ``G + 1`` with ViSurf) and ``T`` (``max_new_tokens``, + 1 for LaSeR's
 ``z_c``). Random draws follow :mod:`rlvr_jax.train.prng`. Held-out evaluation
