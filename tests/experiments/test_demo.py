@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RL_STEPS = 150
 WINDOW = 20
 # Observed in full demo runs on the 2-core machine, mean reward of steps 1-20 -> 131-150: seed 0
-# (the default, run here) 0.645 -> 0.808 (2026-12-06, jax 0.10.2; 0.460 -> 0.546 with an earlier
+# (the default, run here) 0.550 -> 0.689 (2026-12-06, jax 0.10.2; 0.460 -> 0.546 with an earlier
 # environment), seed 1 0.539 -> 0.764. The threshold, under half the smaller seed-0 rise, leaves
 # room for another CPU's float rounding.
 MIN_RISE = 0.04
@@ -33,7 +33,7 @@ def test_short_demo_warms_up_to_its_target_and_grpo_raises_the_reward(tmp_path):
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.load(open(tmp_path / "summary.json"))
-  assert summary["before/sft_steps"] < 1500, summary  # stopped at the probe target
+  assert summary["before/sft_steps"] < 3000, summary  # stopped at the probe target
   assert os.path.exists(tmp_path / "warmup_params.msgpack")
   rewards = [json.loads(line)["reward"] for line in open(tmp_path / "metrics.jsonl")]
   assert len(rewards) == RL_STEPS
