@@ -9,6 +9,8 @@ One step of :func:`train` (config fields under ``config.rl`` unless named):
    repeat until ``P`` groups with reward variance survive; with ``multiturn.enabled``, each sample
    is an episode of a tool-using environment (:mod:`rlvr_jax.train.stages.multiturn`: loss mask
    with holes on observations, evaluation by episodes too);
+   with ``stages.group_rewards``, group-level reward functions rescore each round right after
+   the verifier, before dynamic sampling's filter (:mod:`rlvr_jax.train.stages.group_rewards`);
 2. **stages** (:mod:`rlvr_jax.train.stages`): the data-stage methods switched on in
    ``stages`` (DARS, Scaf-GRPO, ViSurf, overlong filtering, your own), then the input providers
    the objective reads (ReMax's greedy rewards, LaSeR's self-rewards);
@@ -209,6 +211,16 @@ def _make_update(objective, tx, schedule, model_config, rl, shardings, mesh, *,
       shardings, mesh_lib.batch_sharding(mesh))
 
 
+def _rescore(round_stages, context, group, examples):
+  """The collector's ``rescore`` hook: the round stages (group rewards) on one generated round,
+  with a step context whose examples are those drawn so far."""
+  ctx, metrics = context(examples), {}
+  for stage in round_stages:
+    group, stage_metrics = stage(ctx, group)
+    metrics.update(stage_metrics)
+  return group, metrics
+
+
 class _Evaluator:
   """``evaluate(params, examples, key, greedy=...)`` with the run's settings (a callable with
   its held-out set and key attached, so helpers take one argument)."""
@@ -254,6 +266,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                            max(config.data.prompt_buckets), episodes)
   stages = stages_lib.from_config(rl.stages, run, dynamic_sampling=rl.dynamic_sampling.enabled)
   multiturn.check_stages(stages if episodes else ())
+  round_stages = [s for s in stages if s.scores_rounds]  # the group-reward hook, in collection
   collect = multiturn.collect if episodes else dynamic_sampling.collect
   batch_lib.check_objective_inputs(objective, stages_lib.provided_inputs())
   width = functools.reduce(lambda w, s: s.width(w), stages, rl.num_samples)
@@ -311,14 +324,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       t0 = time.time()
       scorer.reset()
       policy = builders.policy_params(state.params, state.frozen, lora_config)
+      context = functools.partial(stage_base.StepContext, step, policy, run=run, scorer=scorer,
+                                  sample_key=sample_key, prompt_width=prompt_width,
+                                  logprobs_fn=logprobs_fn)
       collected = collect(
           stream, position, step=step, params=policy, run=run, scorer=scorer,
           sample_key=sample_key, prompt_width=prompt_width,
-          dynamic_sampling=rl.dynamic_sampling)
-      ctx = stage_base.StepContext(step, policy, collected.examples, run, scorer,
-                                   sample_key, prompt_width, logprobs_fn)
+          dynamic_sampling=rl.dynamic_sampling,
+          rescore=functools.partial(_rescore, round_stages, context) if round_stages else None)
+      ctx = context(collected.examples)
       group, metrics, position = collected.group, dict(collected.metrics), collected.position
-      for stage in stages:
+      for stage in (s for s in stages if not s.scores_rounds):
         group, stage_metrics = stage(ctx, group)
         metrics.update(stage_metrics)
       t1 = time.time()

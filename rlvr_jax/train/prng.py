@@ -11,8 +11,9 @@ the step, so a resumed run draws exactly what an uninterrupted one would::
                                 update step)
   round_key(sample_key, s, r)   generation round r of RL step s (r > 0 only with dynamic sampling)
   stage_key(sample_key, s, i, c)  chunk c of the extra generations of the stage with stream id i
-                                  at step s (DARS 0, Scaf-GRPO 1, ReMax greedy 2; a stream id is
-                                  fixed when the stage is registered)
+                                  at step s (DARS 0, Scaf-GRPO 1, ReMax greedy 2, Agent-RLVR 3,
+                                  group rewards 4; a stream id is fixed when the stage is
+                                  registered)
   eval_key                      held-out evaluation (the driver folds in the batch index);
   fold_in(eval_key, s)          the warm-up's accuracy probe at SFT step s
   numpy default_rng([seed, s])  the order of mini-batches at RL step s (host side)

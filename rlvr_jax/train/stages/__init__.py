@@ -10,10 +10,13 @@ overlong_filter     :mod:`.overlong`                       ``...overlong_filter.
 remax               :mod:`.remax`                          the objective reads ``greedy_rewards``
 laser               :mod:`.laser`                          the objective reads ``self_rewards``
 agent_rlvr          :mod:`.agent_rlvr`                     ``...agent_rlvr.enabled`` (multi-turn)
+group_rewards       :mod:`.group_rewards`                  ``...group_rewards.enabled``
 ==================  =====================================  ==============================
 
-Stages run in this order, after collection (:mod:`.dynamic_sampling`: one generation, or DAPO's
-dynamic sampling) and before the advantage stage. A new method is one module with a
+``group_rewards`` runs inside collection, on every generated round before dynamic sampling's
+filter (its ``scores_rounds``); the others run in this order, after collection
+(:mod:`.dynamic_sampling`: one generation, or DAPO's dynamic sampling) and before the advantage
+stage. A new method is one module with a
 :class:`~.base.Stage` subclass and one :func:`register` call (from your own code too: see
 ``docs/add_your_own_method.md``); its config entry ``config.rl.stages.<name>`` holds its keys,
 with the defaults given at registration.
@@ -29,6 +32,7 @@ import ml_collections
 from rlvr_jax.train.stages import agent_rlvr
 from rlvr_jax.train.stages import base
 from rlvr_jax.train.stages import dars
+from rlvr_jax.train.stages import group_rewards
 from rlvr_jax.train.stages import laser
 from rlvr_jax.train.stages import overlong
 from rlvr_jax.train.stages import remax
@@ -73,8 +77,10 @@ def names() -> List[str]:
 
 
 def provided_inputs() -> FrozenSet[str]:
-  """Every input name some registered stage provides."""
-  return frozenset(n for entry in _REGISTRY.values() for n in entry.provides)
+  """Every input name some registered stage provides (the group-reward hook's loss columns
+  included: its functions decide, see :func:`from_config`)."""
+  return frozenset([n for entry in _REGISTRY.values() for n in entry.provides]
+                   + list(group_rewards.LOSS_COLUMNS))
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -114,6 +120,12 @@ def from_config(config: ml_collections.ConfigDict, run: base.RunInfo, *,
       stage.name = name
       stages.append(stage)
       enabled.add(name)
+  hook = [s for s in stages if s.name == "group_rewards"]
+  wanted = sorted(reads & set(group_rewards.LOSS_COLUMNS))
+  if wanted and not (hook and hook[0].scores_all_positions):
+    raise ValueError(f"Objective {run.objective.name!r} reads {wanted}: switch on "
+                     "config.rl.stages.group_rewards with a function that provides them "
+                     "(verifree with answer_term=True).")
   for stage in stages:
     clash = sorted(set(getattr(stage, "excludes", ())) & enabled)
     if clash:
@@ -128,3 +140,4 @@ register("overlong_filter", overlong.OverlongFilter, defaults=overlong.DEFAULTS)
 register("remax", remax.GreedyRewards, defaults=remax.DEFAULTS, provides=("greedy_rewards",))
 register("laser", laser.SelfRewards, defaults=laser.DEFAULTS, provides=laser.SelfRewards.provides)
 register("agent_rlvr", agent_rlvr.AgentRLVR, defaults=agent_rlvr.DEFAULTS)
+register("group_rewards", group_rewards.GroupRewards, defaults=group_rewards.DEFAULTS)

@@ -239,6 +239,8 @@ class Stage:
     extra_columns: completion columns the stage appends (LaSeR's ``z_c``).
     scores_all_positions: the update must score completion positions outside the loss mask.
     provides: input names the stage produces for the objective (``greedy_rewards``, ...).
+    scores_rounds: the stage runs inside collection, on every generated round before DAPO's
+      filter, instead of after it (the group-reward hook, :mod:`.group_rewards`).
   """
 
   stream_id: Optional[int] = None
@@ -246,6 +248,7 @@ class Stage:
   extra_columns: int = 0
   scores_all_positions: bool = False
   provides: Tuple[str, ...] = ()
+  scores_rounds: bool = False
 
   def width(self, width: int) -> int:
     """Samples per group after this stage, given ``width`` before it."""

@@ -157,16 +157,26 @@ class Collected:
   metrics: Dict[str, float]
 
 
+def _mean_metrics(per_round: List[Dict[str, float]]) -> Dict[str, float]:
+  """Each key's mean over the rounds that logged it."""
+  keys = {k for m in per_round for k in m}
+  return {k: float(np.mean([m[k] for m in per_round if k in m])) for k in sorted(keys)}
+
+
 def collect(stream: Iterator[task_lib.Example], position: int, *, step: int, params: Any,
             run: base.RunInfo, scorer: base.TimedScorer, sample_key: jax.Array,
             prompt_width: Optional[int], dynamic_sampling: Any,
-            generate: Optional[Callable[..., base.GroupBatch]] = None) -> Collected:
+            generate: Optional[Callable[..., base.GroupBatch]] = None,
+            rescore: Optional[Callable[..., Tuple[base.GroupBatch, base.Metrics]]] = None
+            ) -> Collected:
   """Generates and scores the step's groups (``dynamic_sampling``: its config entry).
 
   ``generate(params, examples, example_ids, rng) -> group batch`` replaces one round's
-  sampling and scoring (multi-turn episodes: :mod:`.multiturn`)."""
+  sampling and scoring (multi-turn episodes: :mod:`.multiturn`). ``rescore(group, examples) ->
+  (group, metrics)`` runs on every round right after scoring, before the filter (the
+  group-reward hook, :mod:`.group_rewards`); its metrics are averaged over the rounds."""
   state = DynamicSamplingState()
-  rounds, examples = [], []
+  rounds, examples, rescore_metrics = [], [], []
   p, g = run.num_prompts, run.group_size
 
   def sample_and_score(params, batch, ids, rng):
@@ -183,13 +193,17 @@ def collect(stream: Iterator[task_lib.Example], position: int, *, step: int, par
     examples += batch
     position += p
     group = generate(params, batch, ids, prng.round_key(sample_key, step, round_index))
+    if rescore is not None:
+      group, round_metrics = rescore(group, examples)
+      rescore_metrics.append(round_metrics)
     rounds.append(group)
     if not dynamic_sampling.enabled:
-      return Collected(group, examples, rounds, position, {})
+      return Collected(group, examples, rounds, position, _mean_metrics(rescore_metrics))
     state = filter_and_accumulate(state, group, group["raw_rewards"])
     if state.done(p, dynamic_sampling.max_rounds):
       break
   kept = take_batch(state, p, allow_partial=True)
-  metrics = {"dynamic_sampling/rounds": float(state.num_rounds),
+  metrics = {**_mean_metrics(rescore_metrics),
+             "dynamic_sampling/rounds": float(state.num_rounds),
              "dynamic_sampling/kept_groups": float(min(state.num_kept, p))}
   return Collected(fill_groups(kept, rounds[-1], p), examples, rounds, position, metrics)
