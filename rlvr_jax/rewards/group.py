@@ -334,9 +334,9 @@ def compute_group_rewards(functions: Sequence[GroupRewardFunction], batch: Rewar
         rewards = np.where(finite, tokens.sum(-1), np.nan)
         bad = int((~finite).sum())
       else:
-        bad = int(np.isinf(rewards).sum() + (np.abs(rewards) > np.finfo(np.float32).max).sum())
-        rewards = np.where(np.isfinite(rewards) & (np.abs(rewards) <= np.finfo(np.float32).max),
-                           rewards, np.nan)
+        usable = np.isfinite(rewards) & (np.abs(rewards) <= np.finfo(np.float32).max)
+        bad = int((~usable & ~np.isnan(rewards)).sum())  # NaN is "missing", not a failure
+        rewards = np.where(usable, rewards, np.nan)
       if bad:
         failed += bad
         warnings.warn(f"group reward function {f.name!r} returned values that are not finite; "

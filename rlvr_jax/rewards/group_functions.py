@@ -85,8 +85,8 @@ def _answer_fns(extractor: str, equality: str):
 
 def _gold_codes(batch: RewardBatch, answers: Sequence[Sequence[Optional[str]]], equal
                 ) -> np.ndarray:
-  """``[P]`` the gold's code among each prompt's answer codes (-1: no sampled answer equals it),
-  for diagnostics only: canonicalised with the gold appended as one more vote."""
+  """``[P]`` the gold's code in each prompt's answer code space (a code of its own when no
+  sampled answer equals it), for diagnostics only: the gold canonicalised as one more answer."""
   rows = [list(a) + [batch.examples[p].answer] for p, a in enumerate(answers)]
   return pseudo_labels.canonicalize_answers(rows, equal)[:, -1]
 

@@ -11,7 +11,7 @@ the sampling policy, batched, on the mesh), calls the configured functions
 
 * ``raw_rewards`` ``[P, G]``: ``combine="replace"``: the functions' weighted sum;
   ``combine="add"``: ``verifier_weight · verifier + sum``. A sample that every function failed
-  on gets ``config.reward.failure_reward`` (replace) and counts in ``reward_errors``.
+  on gets the stage's ``failure_reward`` (replace) and counts in ``reward_errors``.
 * ``token_rewards`` ``[P, G, T]`` when a function returns per-token rewards: their placement
   minus the outcome placement of their sum (as multi-turn per-turn rewards,
   :mod:`.multiturn`), so token-return estimators see each part on its own token and sequence
@@ -24,13 +24,16 @@ the sampling policy, batched, on the mesh), calls the configured functions
 Config (``config.rl.stages.group_rewards``): ``functions``, a dict ``{instance name: {"function":
 registered name (default: the instance name), "weight": 1.0, **the factory's keyword
 arguments}}``; ``combine`` (``"replace"`` or ``"add"``); ``verifier_weight``; ``missing`` (the
-:func:`rlvr_jax.rewards.combine.weighted_sum` policy). Samples of DARS, Scaf-GRPO, ViSurf and
+:func:`rlvr_jax.rewards.combine.weighted_sum` policy); ``failure_reward``; ``modules``, modules
+to import first because they register functions (``rlvr_jax.rewards.judge``'s ``"judge"``, your
+own). Samples of DARS, Scaf-GRPO, ViSurf and
 ReMax's greedy baseline are scored by the verifier alone, so those stages are refused alongside;
 multi-turn runs are refused too.
 """
 
 from __future__ import annotations
 
+import importlib
 import types
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -45,7 +48,7 @@ from rlvr_jax.train import prng
 from rlvr_jax.train.stages import base
 
 DEFAULTS = dict(functions={}, combine="replace", verifier_weight=1.0, missing="zero",
-                failure_reward=0.0)
+                failure_reward=0.0, modules=())
 # Loss inputs the built-in functions provide (VeriFree's answer term, read by the `verifree`
 # objective of rlvr_jax.objectives.answer_likelihood, which importing this module registers).
 LOSS_COLUMNS = ("answer_mask", "answer_weights")
@@ -167,6 +170,8 @@ class GroupRewards(base.Stage):
     if not settings["functions"]:
       raise ValueError("config.rl.stages.group_rewards.functions is empty: name at least one "
                        f"function ({group_lib.names()}).")
+    for module in settings["modules"]:
+      importlib.import_module(module)
     self.functions = []
     for name, spec in dict(settings["functions"]).items():
       spec = dict(spec)
