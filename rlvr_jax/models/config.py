@@ -159,6 +159,10 @@ _PRESETS = {
                        num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
                        rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
                        qk_norm=True, max_position_embeddings=40960, architecture="qwen3"),
+    "qwen3-4b": dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728,
+                     num_layers=36, num_heads=32, num_kv_heads=8, head_dim=128,
+                     rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                     qk_norm=True, max_position_embeddings=40960, architecture="qwen3"),
 }
 
 PRESETS = tuple(_PRESETS)
@@ -169,7 +173,7 @@ def preset(name: str, **overrides) -> ModelConfig:
 
   Args:
     name: one of ``PRESETS``: ``"tiny"``, ``"qwen2.5-0.5b"``, ``"qwen2.5-1.5b"``,
-      ``"llama3.2-1b"``, ``"qwen3-0.6b"``.
+      ``"llama3.2-1b"``, ``"qwen3-0.6b"``, ``"qwen3-4b"``.
     **overrides: fields to change, e.g. ``dtype="bfloat16"``.
 
   Returns:
