@@ -15,6 +15,18 @@ cache is repeated ``G`` times, so a group costs one prefill. The decode loop mak
 besides the loop predicate, updates the cache in place (the model writes with
 ``dynamic_update_slice`` inside the loop carry) and exits as soon as every sequence has stopped.
 
+Sharding (``mesh=``, rules in `rlvr_jax.rollout.sharding`). The ``P`` prompts are split over the
+mesh's ``("data", "fsdp")`` devices, so each device prefills its own prompts and the prompt-major
+repetition keeps a group's ``G`` samples on that device: the rows that the training batch (split
+the same way over ``P * G`` rows) puts there. When the batch devices do not divide ``P``, the
+prompts and their prefill are replicated and the ``P * G`` rows are split after the repetition
+(or stay replicated when the devices do not divide those either). Params keep the training
+partition rules; the KV cache is split by rows and KV heads (``tensor``); sharding constraints
+inside the program pin the cache, logits and outputs, which stay on the devices. The sampling
+noise is a function of the key and the global ``[B, V]`` shape only (JAX's random bits do not
+depend on sharding; with ``jax_threefry_partitionable``, each device draws only its block), so
+a mesh changes no token.
+
 Semantics of the returned `rlvr_jax.types.Rollout`:
 
 * ``tokens[b, t]``: the ``t``-th sampled token; after a sequence's stop token, ``pad_token_id``.
@@ -35,11 +47,13 @@ from typing import Any, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import numpy as np
 
 from rlvr_jax import types
 from rlvr_jax.models import transformer as transformer_lib
 from rlvr_jax.rollout import processors as processors_lib
+from rlvr_jax.rollout import sharding as sharding_lib
 
 Array = jax.Array
 
@@ -153,33 +167,44 @@ def _sample(processor, rng, step, logits, return_entropy):
 @functools.partial(
     jax.jit,
     static_argnames=("config", "num_samples", "max_new_tokens", "processor", "pad_token_id",
-                     "return_entropy", "force_full_length"))
+                     "return_entropy", "force_full_length", "mesh"))
 def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, *, config, num_samples,
-              max_new_tokens, processor, pad_token_id, return_entropy, force_full_length):
+              max_new_tokens, processor, pad_token_id, return_entropy, force_full_length, mesh):
   global _NUM_TRACES
   _NUM_TRACES += 1
   num_prompts, s = prompt_tokens.shape
   g, n = num_samples, max_new_tokens
   b = num_prompts * g
   model = transformer_lib.Transformer(config)
-  prompt_tokens = prompt_tokens.astype(jnp.int32)
-  prompt_mask = prompt_mask.astype(bool)
+  # With a mesh, every [rows, ...] array and the cache are pinned to the training layout
+  # (rollout/sharding.py) where they are made, so XLA's propagation cannot replicate them.
+  rows = functools.partial(sharding_lib.constrain_rows, mesh=mesh)
+  kv = functools.partial(sharding_lib.constrain_cache, mesh=mesh)
+  prompt_tokens, prompt_mask = rows((prompt_tokens.astype(jnp.int32), prompt_mask.astype(bool)))
 
   # Prefill the P distinct prompts once; slots [S, S+N) are marked valid in advance, which is
   # harmless because a query at slot i only sees slots <= i.
   cache_mask = jnp.concatenate([prompt_mask, jnp.ones((num_prompts, n), bool)], axis=1)
   positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1, dtype=jnp.int32) - 1, 0)
-  cache = transformer_lib.init_cache(config, num_prompts, s + n)
+  cache = kv(transformer_lib.init_cache(config, num_prompts, s + n))
   hidden, cache = model.apply({"params": params}, prompt_tokens, positions, cache_mask,
                               cache=cache, cache_index=jnp.int32(0), return_hidden=True)
-  # Only the last slot's logits are needed: never materialise [P, S, V].
-  logits = transformer_lib.unembed(params, config, hidden[:, -1])
+  # Only the last slot's logits are needed: never materialise [P, S, V]. Sampling sees whole
+  # vocabulary rows (a vocabulary split over tensor is gathered here, [rows, V] per step).
+  logits = sharding_lib.constrain_logits(
+      transformer_lib.unembed(params, config, hidden[:, -1]), mesh)
 
-  repeat = lambda x, axis: jnp.repeat(x, g, axis=axis, total_repeat_length=x.shape[axis] * g)
-  logits = repeat(logits, 0)
-  cache = jax.tree.map(lambda x: repeat(x, 1), cache)  # KVCache leaves are [L, B, S, KV, Dh].
-  cache_mask = repeat(cache_mask, 0)
-  prompt_lengths = repeat(prompt_mask.sum(axis=1, dtype=jnp.int32), 0)
+  # Prompt-major repetition as broadcast + reshape (jnp.repeat lowers to a scatter and a cumsum
+  # that the partitioner gathers): with the P prompts split, a group stays on its prompt's device.
+  def repeat(x, axis):
+    shape = x.shape[:axis + 1] + (g,) + x.shape[axis + 1:]
+    out = jnp.broadcast_to(jnp.expand_dims(x, axis + 1), shape)
+    return out.reshape(x.shape[:axis] + (x.shape[axis] * g,) + x.shape[axis + 1:])
+
+  logits = rows(repeat(logits, 0))
+  cache = kv(jax.tree.map(lambda x: repeat(x, 1), cache))  # KVCache leaves: [L, B, S, KV, Dh].
+  cache_mask, prompt_lengths = rows((repeat(cache_mask, 0),
+                                     repeat(prompt_mask.sum(axis=1, dtype=jnp.int32), 0)))
 
   def record(t, token, logprob, entropy, state):
     """Writes step t's sample for the sequences still running; updates lengths and stops."""
@@ -194,15 +219,15 @@ def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, *, config, num_
     lengths = jnp.where(active, t + 1, lengths)
     if not force_full_length:
       done = done | (active & jnp.any(token[:, None] == stop_ids[None, :], axis=-1))
-    return token, (tokens, logprobs, entropies, lengths, done)
+    return token, rows((tokens, logprobs, entropies, lengths, done))
 
-  outputs = (
+  outputs = rows((
       jnp.full((b, n), pad_token_id, jnp.int32),
       jnp.zeros((b, n), jnp.float32),
       jnp.zeros((b, n) if return_entropy else (b, 0), jnp.float32),
       jnp.zeros((b,), jnp.int32),
       jnp.zeros((b,), bool),
-  )
+  ))
   token, logprob, entropy = _sample(processor, rng, 0, logits, return_entropy)
   token, outputs = record(0, token, logprob, entropy, outputs)
 
@@ -216,16 +241,17 @@ def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, *, config, num_
     hidden, cache = model.apply({"params": params}, last[:, None],
                                 (prompt_lengths + t - 1)[:, None], cache_mask, cache=cache,
                                 cache_index=s + t - 1, return_hidden=True)
-    logits = transformer_lib.unembed(params, config, hidden[:, 0])
+    logits = sharding_lib.constrain_logits(
+        transformer_lib.unembed(params, config, hidden[:, 0]), mesh)
     token, logprob, entropy = _sample(processor, rng, t, logits, return_entropy)
     token, outputs = record(t, token, logprob, entropy, outputs)
-    return t + 1, token, cache, outputs
+    return t + 1, token, kv(cache), outputs
 
   _, _, _, outputs = jax.lax.while_loop(cond, body, (jnp.int32(1), token, cache, outputs))
   tokens, logprobs, entropies, lengths, done = outputs
   return types.Rollout(
-      prompt_tokens=repeat(prompt_tokens, 0),
-      prompt_mask=repeat(prompt_mask, 0),
+      prompt_tokens=rows(repeat(prompt_tokens, 0)),
+      prompt_mask=rows(repeat(prompt_mask, 0)),
       tokens=tokens,
       logprobs=logprobs,
       lengths=lengths,
@@ -252,6 +278,7 @@ def generate(
     pad_token_id: int = 0,
     return_entropy: bool = False,
     force_full_length: bool = False,
+    mesh: Optional[Mesh] = None,
 ) -> types.Rollout:
   """Samples ``num_samples`` completions per prompt with a KV-cached, jit-compiled decode loop.
 
@@ -278,9 +305,15 @@ def generate(
     return_entropy: also return per-token entropy of the processed distribution.
     force_full_length: ignore stop tokens and always generate ``N`` tokens (benchmarks); every
       sequence is then reported as truncated.
+    mesh: a ``("data", "fsdp", "tensor")`` mesh to generate on (`rlvr_jax.rollout.sharding`):
+      prompts and samples split over ``("data", "fsdp")``, params by the training partition
+      rules, the KV cache by rows and KV heads. Host prompts are placed here (with several
+      processes, each uploads only its own rows, so every process must pass the same prompts);
+      the results are the same as without a mesh, token for token.
 
   Returns:
-    `rlvr_jax.types.Rollout` with ``B = P * G`` rows and ``T = N``.
+    `rlvr_jax.types.Rollout` with ``B = P * G`` rows and ``T = N``; with a mesh, its arrays stay
+    on the devices, rows split as ``sharding.row_spec`` says.
 
   Raises:
     ValueError: ``max_new_tokens <= 0``, ``num_samples <= 0``, an empty prompt row, a prompt
@@ -292,9 +325,14 @@ def generate(
     processors = processors_lib.default_chain(temperature, top_k, top_p, min_p)
   elif temperature != 1.0 or any(x is not None for x in (top_k, top_p, min_p)):
     raise ValueError("pass either processors or temperature/top_k/top_p/min_p, not both")
+  if mesh is None:
+    prompt_tokens, prompt_mask = jnp.asarray(prompt_tokens), jnp.asarray(prompt_mask)
+  else:
+    params = sharding_lib.shard_params(params, mesh)
+    prompt_tokens = sharding_lib.shard_rows(prompt_tokens, mesh)
+    prompt_mask = sharding_lib.shard_rows(prompt_mask, mesh)
   return _generate(
-      params, jnp.asarray(prompt_tokens), jnp.asarray(prompt_mask), rng,
-      _stop_id_array(stop_token_ids), config=config, num_samples=int(num_samples),
-      max_new_tokens=int(max_new_tokens), processor=processors,
+      params, prompt_tokens, prompt_mask, rng, _stop_id_array(stop_token_ids), config=config,
+      num_samples=int(num_samples), max_new_tokens=int(max_new_tokens), processor=processors,
       pad_token_id=int(pad_token_id), return_entropy=bool(return_entropy),
-      force_full_length=bool(force_full_length))
+      force_full_length=bool(force_full_length), mesh=mesh)

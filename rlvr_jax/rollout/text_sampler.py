@@ -11,6 +11,11 @@ decoded the same way everywhere:
 * generation stops at the tokenizer's end ids (:func:`stop_token_ids`);
 * a completion is decoded up to its length with special tokens dropped
   (:func:`decode_completions`).
+
+With a ``mesh`` the sampler generates on it (:mod:`rlvr_jax.rollout.sharding`: prompts and samples
+over ``("data", "fsdp")``, params by the training partition rules); every process encodes the
+same prompts and uploads only its own devices' rows. The rollout stays on the devices; the host
+receives only what decoding and scoring read (:meth:`TextSampler.sample`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import dataclasses
 from typing import Any, List, Optional, Sequence, Tuple
 
 import jax
+from jax.sharding import Mesh
 import numpy as np
 
 from rlvr_jax import types
@@ -59,12 +65,14 @@ def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray) -> Li
                                 skip_special_tokens=True)
 
 
-def fetch_global(x) -> np.ndarray:
-  """A (possibly multi-host sharded) array as a full host numpy array."""
-  if jax.process_count() > 1 and not x.is_fully_addressable:
+def fetch_global(x: Any) -> Any:
+  """A (possibly multi-host sharded) array, or a pytree of them, as full host numpy arrays (one
+  transfer for the whole tree)."""
+  if jax.process_count() > 1 and any(isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
+                                     for leaf in jax.tree.leaves(x)):
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(x)
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(x, tiled=True))
+  return jax.tree.map(np.asarray, jax.device_get(x))
 
 
 def pad_by_repetition(items: Sequence[Any], size: int) -> Tuple[List[Any], int]:
@@ -87,6 +95,7 @@ class TextSampler:
     max_new_tokens: completion budget.
     add_bos: prepend the BOS token to every prompt.
     temperature, top_p, top_k: the default sampling settings (``temperature=0``: greedy).
+    mesh: the device mesh to generate on (``None``: where the params are, prompts unsharded).
   """
 
   model_config: Any
@@ -97,6 +106,7 @@ class TextSampler:
   temperature: float = 1.0
   top_p: Optional[float] = None
   top_k: Optional[int] = None
+  mesh: Optional[Mesh] = None
 
   def __post_init__(self):
     self.stop_ids = stop_token_ids(self.tokenizer)
@@ -113,19 +123,30 @@ class TextSampler:
     return len(prompt_token_ids(self.tokenizer, prompt, add_bos=self.add_bos))
 
   def sample(self, params, examples: Sequence[Any], rng: jax.Array, *, num_samples: int,
-             temperature: Optional[float] = None, return_entropy: bool = False
-             ) -> Tuple[types.Rollout, List[str]]:
-    """``num_samples`` completions per example: ``(rollout, texts)``, prompt-major."""
+             temperature: Optional[float] = None, return_entropy: bool = False,
+             on_host: bool = False) -> Tuple[types.Rollout, List[str]]:
+    """``num_samples`` completions per example: ``(rollout, texts)``, prompt-major.
+
+    The texts need ``tokens`` and ``lengths`` on the host: they are fetched in one transfer.
+    With ``on_host`` the returned rollout is host numpy arrays: the sampled arrays (tokens,
+    log-probs, lengths, truncation, entropy) fetched in that same transfer, the prompts repeated
+    from the host's own copy; otherwise it stays on the devices (sharded with a mesh).
+    """
     prompt_tokens, prompt_mask = self.encode(examples)
     rollout = generate_fn(
         params, self.model_config, prompt_tokens, prompt_mask, rng,
         num_samples=num_samples, max_new_tokens=self.max_new_tokens,
         temperature=self.temperature if temperature is None else temperature,
         top_k=self.top_k, top_p=self.top_p, stop_token_ids=self.stop_ids,
-        pad_token_id=self.pad_id, return_entropy=return_entropy)
-    texts = decode_completions(self.tokenizer, fetch_global(rollout.tokens),
-                               fetch_global(rollout.lengths))
-    return rollout, texts
+        pad_token_id=self.pad_id, return_entropy=return_entropy, mesh=self.mesh)
+    if on_host:
+      sampled = fetch_global(dataclasses.replace(rollout, prompt_tokens=None, prompt_mask=None))
+      rollout = dataclasses.replace(sampled, prompt_tokens=np.repeat(prompt_tokens, num_samples, 0),
+                                    prompt_mask=np.repeat(prompt_mask, num_samples, 0))
+      tokens, lengths = rollout.tokens, rollout.lengths
+    else:
+      tokens, lengths = fetch_global((rollout.tokens, rollout.lengths))
+    return rollout, decode_completions(self.tokenizer, tokens, lengths)
 
   def sample_fn(self, params, *, temperature: Optional[float] = None):
     """The evaluation driver's ``sample_fn(examples, rng, n) -> texts`` for these params."""

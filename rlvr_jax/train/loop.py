@@ -260,7 +260,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   model_config, params = builders.build_model(config, tokenizer, init_key)
   source = builders.build_task(config)
   objective = config_lib.build_objective(rl.objective)
-  sampler = builders.build_sampler(config, model_config, tokenizer)
+  mesh = mesh_lib.from_config(config.mesh)
+  sampler = builders.build_sampler(config, model_config, tokenizer, mesh)
   episodes, source = multiturn.from_config(config, model_config, tokenizer, source)
   run = stage_base.RunInfo(rl.num_samples, rl.num_prompts, rl.temperature, objective, sampler,
                            max(config.data.prompt_buckets), episodes)
@@ -270,7 +271,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   collect = multiturn.collect if episodes else dynamic_sampling.collect
   batch_lib.check_objective_inputs(objective, stages_lib.provided_inputs())
   width = functools.reduce(lambda w, s: s.width(w), stages, rl.num_samples)
-  mesh = mesh_lib.from_config(config.mesh)
   config_lib.validate(config, batch_divisor=mesh_lib.batch_divisor(mesh), group_width=width,
                       max_positions=getattr(model_config, "max_position_embeddings", None))
   tx, schedule = state_lib.make_optimizer(

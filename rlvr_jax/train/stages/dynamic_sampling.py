@@ -20,7 +20,6 @@ import jax
 import numpy as np
 
 from rlvr_jax.data import task as task_lib
-from rlvr_jax.rollout import text_sampler
 from rlvr_jax.train import prng
 from rlvr_jax.train.stages import base
 
@@ -180,8 +179,8 @@ def collect(stream: Iterator[task_lib.Example], position: int, *, step: int, par
   p, g = run.num_prompts, run.group_size
 
   def sample_and_score(params, batch, ids, rng):
-    rollout, texts = run.sampler.sample(params, batch, rng, num_samples=g)
-    rollout = jax.tree.map(text_sampler.fetch_global, rollout)
+    # Generated on the run's mesh; the host gets what scoring and the group batch read.
+    rollout, texts = run.sampler.sample(params, batch, rng, num_samples=g, on_host=True)
     scored = scorer(texts, [e for e in batch for _ in range(g)])
     return base.group_batch(rollout, scored, ids, g, prompt_width=prompt_width,
                             pad_id=run.sampler.pad_id)
