@@ -28,7 +28,8 @@ use; each is a switch of :class:`Defenses`, so its effect can be measured alone
   a rule verifier decides first: ``"positives"`` gives 1 to what the verifier accepts and asks the
   judge about the rest (the hybrid of 2505.22203); ``"decisive"`` also makes the verifier's 0
   final when the response has an extractable answer, so the judge only sees responses the rule
-  cannot read.
+  cannot read. The verifier reads the response without verbatim copies of the question
+  (:func:`strip_question_echo`): restating "What is 81 / 9?" must not pass a last-number check.
 ``hardened_prompt``
   the response is quoted between delimiters it cannot close (delimiters, chat special tokens and
   role markers are removed from every untrusted field: :func:`sanitize`), and the judge is told
@@ -81,13 +82,13 @@ _INJECTION = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in (
     r"\b(grader|judge|evaluator|assessor|verifier|rubric)\b",
     r"\breference (answer|solution)\b.{0,30}\b(is|was)\s+(wrong|incorrect|mistaken|outdated)",
     r"\b(this|my|the above) (answer|response|solution) (is|was) (correct|right|valid)\b",
+    r"\bmatch(es)? the reference\b",
     r"\b(mark|grade|score|rate) (this|it|me|the response) (as )?(correct|right|yes|10|full)",
 )]
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_WS = re.compile(r"\s+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,20 +134,18 @@ class Defenses:
     return cls(**values)
 
 
-def _fold(text: str) -> str:
-  return _WS.sub(" ", text).strip().lower()
-
-
 def strip_question_echo(response: str, question: str) -> str:
-  """``response`` with verbatim copies of ``question`` removed (case and whitespace folded).
+  """``response`` with verbatim copies of ``question`` removed (case and runs of whitespace
+  ignored; the rest of the text is kept as it is).
 
-  A response that restates the question contains its numbers; without this, "What is 12 + 7?"
-  would carry an extractable answer (7).
+  A response that restates the question contains its numbers; without this, "What is 81 / 9?"
+  would carry an extractable answer (9), and a last-number verifier would even accept it.
   """
-  text, echo = _fold(response), _fold(question)
-  if echo:
-    text = text.replace(echo, " ")
-  return text
+  words = question.split()
+  if not words:
+    return response
+  pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
+  return pattern.sub(" ", response)
 
 
 def is_master_key(response: str) -> bool:
