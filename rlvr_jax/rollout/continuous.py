@@ -67,12 +67,14 @@ from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec
 import numpy as np
 
 from rlvr_jax import types
 from rlvr_jax.models import transformer as transformer_lib
 from rlvr_jax.rollout import generate as static_lib
 from rlvr_jax.rollout import processors as processors_lib
+from rlvr_jax.rollout import sharding
 
 Array = jax.Array
 
@@ -139,15 +141,10 @@ def default_prefill_chunk(num_prompts: int, num_samples: int, num_slots: int) ->
   return max(1, min(num_prompts, -(-num_slots // num_samples)))
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("config", "num_samples", "max_new_tokens", "processor", "pad_token_id",
-                     "return_entropy", "force_full_length", "num_slots", "prefill_chunk"))
-def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, *, config,
-              num_samples, max_new_tokens, processor, pad_token_id, return_entropy,
-              force_full_length, num_slots, prefill_chunk):
-  global _NUM_TRACES
-  _NUM_TRACES += 1
+def _engine(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, row_offset, *,
+            config, num_samples, max_new_tokens, processor, pad_token_id, return_entropy,
+            force_full_length, num_slots, prefill_chunk):
+  """The engine on ``P`` prompts whose first row is row ``row_offset`` of the whole batch."""
   num_prompts, s = prompt_tokens.shape
   g, n, k, r = num_samples, max_new_tokens, num_slots, prefill_chunk
   b = num_prompts * g
@@ -226,7 +223,7 @@ def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, *
     move = lambda x: x.at[:, slots, column].set(x[:, :, m - 1])
     cache = transformer_lib.KVCache(k=move(cache.k), v=move(cache.v))
     logits = transformer_lib.unembed(params, config, hidden[:, 0])
-    token, logprob, entropy = sample_rows(processor, row_keys(rng, row, t), logits,
+    token, logprob, entropy = sample_rows(processor, row_keys(rng, row_offset + row, t), logits,
                                           return_entropy)
 
     out_row = jnp.where(active, row, b)  # Row b is out of bounds: free slots write nothing.
@@ -284,9 +281,41 @@ def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, *
   return rollout, EngineStats(state["steps"], state["prefilled"], state["prefill_calls"])
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=("config", "num_samples", "max_new_tokens", "processor", "pad_token_id",
+                     "return_entropy", "force_full_length", "num_slots", "prefill_chunk", "mesh"))
+def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, *, mesh,
+              **settings):
+  """The engine on one device group, or with ``mesh`` one engine per row shard (``shard_map``
+  over the batch axes; ``num_slots``/``prefill_chunk`` are then per shard). Stats per shard
+  ``[shards]``."""
+  global _NUM_TRACES
+  _NUM_TRACES += 1
+  if mesh is None:
+    rollout, stats = _engine(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths,
+                             jnp.int32(0), **settings)
+    return rollout, jax.tree.map(lambda x: x[None], stats)
+  axes = sharding.batch_axes(mesh)
+  shard_rows = prompt_tokens.shape[0] // sharding.num_row_shards(mesh) * settings["num_samples"]
+
+  def shard(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths):
+    offset = jax.lax.axis_index(axes).astype(jnp.int32) * shard_rows
+    rollout, stats = _engine(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths,
+                             offset, **settings)
+    return rollout, jax.tree.map(lambda x: x[None], stats)
+
+  rows, whole = PartitionSpec(axes), PartitionSpec()
+  # Params enter whole (gathered from their fsdp/tensor shards once per call): each shard decodes
+  # its rows with the full model, and devices along "tensor" repeat the same work.
+  return jax.shard_map(shard, mesh=mesh, in_specs=(whole, rows, rows, whole, whole, rows),
+                       out_specs=(rows, rows), check_vma=False)(
+                           params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths)
+
+
 def _check_stop_lengths(stop_lengths, b: int, n: int) -> Array:
   if stop_lengths is None:
-    return jnp.full((b,), n, jnp.int32)
+    return np.full((b,), n, np.int32)
   if tuple(np.shape(stop_lengths)) != (b,):
     raise ValueError(f"stop_lengths must be [P * G] = [{b}], got shape {np.shape(stop_lengths)}")
   if not isinstance(stop_lengths, jax.core.Tracer):
@@ -294,7 +323,8 @@ def _check_stop_lengths(stop_lengths, b: int, n: int) -> Array:
       return stop_lengths
     if np.min(np.asarray(stop_lengths)) < 1:
       raise ValueError("stop_lengths must be >= 1")
-  return jnp.asarray(stop_lengths, jnp.int32)
+  return stop_lengths.astype(jnp.int32) if isinstance(stop_lengths, jax.Array) else \
+      np.asarray(stop_lengths, np.int32)
 
 
 def generate(
@@ -319,6 +349,7 @@ def generate(
     force_full_length: bool = False,
     stop_lengths: Optional[Array] = None,
     return_stats: bool = False,
+    mesh: Optional[Mesh] = None,
 ):
   """Samples ``num_samples`` completions per prompt with continuous batching over ``num_slots``
   decode slots, inside one jit-compiled call.
@@ -352,7 +383,13 @@ def generate(
       as if it had emitted a stop token there (not truncated below ``N``). A workload hook for
       benchmarks and tests: random weights then stop with an RL policy's length distribution.
       Traced (changing it does not recompile).
-    return_stats: also return `EngineStats`.
+    return_stats: also return `EngineStats` (with a mesh: ``decode_steps`` of the slowest shard,
+      prefill counts summed over shards).
+    mesh: generate on this ``("data", "fsdp", "tensor")`` mesh: the prompts are split over
+      ``data x fsdp`` (`rlvr_jax.rollout.sharding`) and each of those row shards runs its own
+      engine on its own rows, with ``ceil(num_slots / shards)`` slots (params are gathered whole
+      per shard; ``tensor`` devices repeat their shard's work). The rows are those of the
+      unsharded call (per-row keys). A prompt count the shards do not divide runs as one engine.
 
   Returns:
     `rlvr_jax.types.Rollout` with ``B = P * G`` group-major rows and ``T = N``, or
@@ -367,22 +404,30 @@ def generate(
     processors = processors_lib.default_chain(temperature, top_k, top_p, min_p)
   elif temperature != 1.0 or any(x is not None for x in (top_k, top_p, min_p)):
     raise ValueError("pass either processors or temperature/top_k/top_p/min_p, not both")
-  num_prompts = prompt_tokens.shape[0]
-  b = num_prompts * int(num_samples)
-  num_slots = b if num_slots is None else int(num_slots)
+  num_prompts, g = prompt_tokens.shape[0], int(num_samples)
+  num_slots = num_prompts * g if num_slots is None else int(num_slots)
   if num_slots < 1:
     raise ValueError(f"num_slots must be >= 1, got {num_slots}")
-  num_slots = min(num_slots, b)
-  if prefill_chunk is None:
-    prefill_chunk = default_prefill_chunk(num_prompts, int(num_samples), num_slots)
-  if int(prefill_chunk) < 1:
+  if prefill_chunk is not None and int(prefill_chunk) < 1:
     raise ValueError(f"prefill_chunk must be >= 1, got {prefill_chunk}")
+  stop_lengths = _check_stop_lengths(stop_lengths, num_prompts * g, int(max_new_tokens))
+  if mesh is not None and num_prompts % sharding.num_row_shards(mesh):
+    mesh = None
+  shards = 1 if mesh is None else sharding.num_row_shards(mesh)
+  shard_prompts = num_prompts // shards
+  shard_slots = min(-(-num_slots // shards), shard_prompts * g)
+  if prefill_chunk is None:
+    prefill_chunk = default_prefill_chunk(shard_prompts, g, shard_slots)
+  if mesh is not None:
+    prompt_tokens, prompt_mask, stop_lengths = (
+        sharding.shard_rows(x, mesh) for x in (prompt_tokens, prompt_mask, stop_lengths))
   rollout, stats = _generate(
-      params, jnp.asarray(prompt_tokens), jnp.asarray(prompt_mask), rng,
+      params, prompt_tokens, prompt_mask, rng,
       static_lib._stop_id_array(stop_token_ids),  # pylint: disable=protected-access
-      _check_stop_lengths(stop_lengths, b, int(max_new_tokens)),
-      config=config, num_samples=int(num_samples), max_new_tokens=int(max_new_tokens),
+      stop_lengths, config=config, num_samples=g, max_new_tokens=int(max_new_tokens),
       processor=processors, pad_token_id=int(pad_token_id), return_entropy=bool(return_entropy),
-      force_full_length=bool(force_full_length), num_slots=num_slots,
-      prefill_chunk=min(int(prefill_chunk), num_prompts))
+      force_full_length=bool(force_full_length), num_slots=shard_slots,
+      prefill_chunk=min(int(prefill_chunk), shard_prompts), mesh=mesh)
+  stats = EngineStats(stats.decode_steps.max(), stats.prefilled_prompts.sum(),
+                      stats.prefill_calls.sum())
   return (rollout, stats) if return_stats else rollout

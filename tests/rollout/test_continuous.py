@@ -1,6 +1,7 @@
 """continuous.generate(): each row equals the static engine run on that row alone, the schedule
-does not change the result, each prompt is prefilled once, the cache has num_slots rows, one
-compile per shape, log-probs equal their teacher-forced recomputation.
+(slots, prefill chunks, mesh shards) does not change the result, each prompt is prefilled once,
+the cache has num_slots rows, one compile per shape, log-probs equal their teacher-forced
+recomputation.
 
 Four prompts x G=2 on the tiny model of ``conftest.py``, 12 new tokens, 3 slots (8 rows), so rows
 start in three waves and refills happen mid-loop. Distinct jit shapes are few on purpose.
@@ -14,6 +15,8 @@ import pytest
 from rlvr_jax.rollout import continuous as cont
 from rlvr_jax.rollout import generate as gen
 from rlvr_jax.rollout import scoring
+from rlvr_jax.rollout import sharding
+from rlvr_jax.train import mesh as mesh_lib
 
 G, N, SLOTS = 2, 12, 3
 KEY = jax.random.PRNGKey(7)
@@ -24,8 +27,9 @@ score = jax.jit(scoring.token_logprobs,
                 static_argnames=("config", "temperature", "chunk_size", "return_entropy"))
 
 
-def _run(tiny, prompts, **kw):
-  config, params = tiny
+def _run(tiny, prompts, params=None, **kw):
+  config, default_params = tiny
+  params = default_params if params is None else params
   _, tokens, mask = prompts
   return cont.generate(params, config, tokens, mask, KEY, **{**SETTINGS, "num_slots": SLOTS,
                                                              "return_stats": True, **kw})
@@ -73,14 +77,6 @@ def test_schedule_prefills_and_compiles(tiny, prompts, free_run):
   assert int(stats.prefilled_prompts) == len(rows) and int(stats.prefill_calls) == 2
   # Equal lengths: the 8 rows run in waves of 3, 3 and 2 slots, N steps each.
   assert int(stats.decode_steps) == 3 * N
-  # Another schedule (a slot per row, one prompt per prefill) gives the same rows.
-  traces = cont.num_traces()
-  wide, wide_stats = _run(tiny, prompts, num_slots=8, prefill_chunk=1)
-  assert cont.num_traces() == traces + 1
-  np.testing.assert_array_equal(wide.tokens, r.tokens)
-  np.testing.assert_allclose(wide.logprobs, r.logprobs, atol=1e-5)
-  assert int(wide_stats.prefilled_prompts) == len(rows) and int(wide_stats.prefill_calls) == 4
-  assert int(wide_stats.decode_steps) == N
   # Same key, same rows; new prompt contents and stop ids of the same shape do not retrace.
   np.testing.assert_array_equal(_run(tiny, prompts)[0].tokens, r.tokens)
   traces = cont.num_traces()
@@ -105,6 +101,21 @@ def test_stop_lengths_and_teacher_forced_logprobs(tiny, prompts, free_run):
                   temperature=SETTINGS["temperature"], return_entropy=True)
   np.testing.assert_allclose(lp, r.logprobs, atol=1e-5)
   np.testing.assert_allclose(ent, r.entropy, atol=1e-5)
+
+
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (simulated) devices")
+def test_mesh_shards_run_their_own_rows(tiny, prompts, free_run):
+  config, params = tiny
+  _, tokens, mask = prompts
+  mesh = mesh_lib.make_mesh(2, 2, 2)
+  r, stats = _run(tiny, prompts, mesh=mesh, params=sharding.shard_params(params, mesh))
+  # Another schedule, the same rows: each of the 4 row shards decodes its prompt's 2 rows one
+  # after the other in 1 slot, prefilling its prompt itself.
+  np.testing.assert_array_equal(r.tokens, free_run[0].tokens)
+  np.testing.assert_allclose(r.logprobs, free_run[0].logprobs, atol=1e-5)
+  assert r.tokens.sharding.spec == sharding.row_spec(mesh, r.tokens.shape[0])
+  assert int(stats.prefilled_prompts) == len(tokens) and int(stats.prefill_calls) == len(tokens)
+  assert int(stats.decode_steps) == 2 * N
 
 
 def _cache_like_shapes(jaxpr, layers, tail):
@@ -132,7 +143,7 @@ def test_kv_cache_is_sized_by_slots(tiny, prompts):
       lambda p, t, m, key: cont._generate(  # pylint: disable=protected-access
           p, t, m, key, gen._stop_id_array(()), np.full(len(rows) * G, N, np.int32),  # pylint: disable=protected-access
           processor=gen.processors_lib.default_chain(0.7), force_full_length=False,
-          num_slots=SLOTS, prefill_chunk=2, config=config, **settings))(
+          num_slots=SLOTS, prefill_chunk=2, config=config, mesh=None, **settings))(
               params, tokens, mask, KEY).jaxpr
   s, l, tail = tokens.shape[1], config.num_layers, (config.num_kv_heads, config.head_dim)
   shapes = _cache_like_shapes(jaxpr, l, tail)
