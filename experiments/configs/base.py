@@ -32,6 +32,9 @@ def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
       overrides={}))
   config.task = ml_collections.ConfigDict(dict(kind="procedural", name="arithmetic", kwargs={}))
   config.data = ml_collections.ConfigDict(dict(prompt_buckets=(64, 128, 256), add_bos=False))
+  # Generation engine (docs/rollout.md): "static" decodes a call's rows together until the longest
+  # stops; "continuous" keeps num_slots rows decoding (0: all), refilling slots as rows stop.
+  config.rollout = ml_collections.ConfigDict(dict(engine="static", num_slots=0))
 
   config.sft = ml_collections.ConfigDict(dict(
       num_steps=0, target_pass_at_1=0.0, check_every=50, probe_prompts=100, probe_seed=1,

@@ -21,6 +21,7 @@ receives only what decoding and scoring read (:meth:`TextSampler.sample`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, List, Optional, Sequence, Tuple
 
 import jax
@@ -29,6 +30,7 @@ import numpy as np
 
 from rlvr_jax import types
 from rlvr_jax.data import templates
+from rlvr_jax.rollout import continuous
 # The module path, not the package attribute: rlvr_jax.rollout exports a function named generate.
 from rlvr_jax.rollout.generate import generate as generate_fn
 from rlvr_jax.rollout.generate import pad_prompts
@@ -96,6 +98,9 @@ class TextSampler:
     add_bos: prepend the BOS token to every prompt.
     temperature, top_p, top_k: the default sampling settings (``temperature=0``: greedy).
     mesh: the device mesh to generate on (``None``: where the params are, prompts unsharded).
+    engine: ``"static"`` (`rlvr_jax.rollout.generate`) or ``"continuous"``
+      (`rlvr_jax.rollout.continuous`: continuous batching over ``num_slots`` decode slots).
+    num_slots: the continuous engine's slots (``0``: one per sampled row).
   """
 
   model_config: Any
@@ -107,8 +112,14 @@ class TextSampler:
   top_p: Optional[float] = None
   top_k: Optional[int] = None
   mesh: Optional[Mesh] = None
+  engine: str = "static"
+  num_slots: int = 0
 
   def __post_init__(self):
+    if self.engine not in ("static", "continuous"):
+      raise ValueError(f"engine must be 'static' or 'continuous', got {self.engine!r}")
+    if self.num_slots < 0:
+      raise ValueError(f"num_slots must be >= 0, got {self.num_slots}")
     self.stop_ids = stop_token_ids(self.tokenizer)
     self.pad_id = pad_token_id(self.tokenizer)
 
@@ -133,7 +144,9 @@ class TextSampler:
     from the host's own copy; otherwise it stays on the devices (sharded with a mesh).
     """
     prompt_tokens, prompt_mask = self.encode(examples)
-    rollout = generate_fn(
+    engine = generate_fn if self.engine == "static" else functools.partial(
+        continuous.generate, num_slots=self.num_slots or None)
+    rollout = engine(
         params, self.model_config, prompt_tokens, prompt_mask, rng,
         num_samples=num_samples, max_new_tokens=self.max_new_tokens,
         temperature=self.temperature if temperature is None else temperature,

@@ -121,13 +121,13 @@ def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
 def build_sampler(config: ml_collections.ConfigDict, model_config, tokenizer, mesh: Any = None
                   ) -> text_sampler.TextSampler:
   """The run's :class:`~rlvr_jax.rollout.text_sampler.TextSampler` (``config.data`` buckets and
-  BOS, ``config.rl`` completion budget and sampling settings), generating on ``mesh`` if given
-  (the training mesh: prompts and samples over its batch axes)."""
+  BOS, ``config.rl`` completion budget and sampling settings, ``config.rollout`` engine),
+  generating on ``mesh`` if given (the training mesh: prompts and samples over its batch axes)."""
   rl = config.rl
   return text_sampler.TextSampler(
       model_config, tokenizer, tuple(config.data.prompt_buckets), rl.max_new_tokens,
       add_bos=config.data.add_bos, temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k,
-      mesh=mesh)
+      mesh=mesh, engine=config.rollout.engine, num_slots=config.rollout.num_slots)
 
 
 def build_scorer(config: ml_collections.ConfigDict) -> rewards_host.RewardScorer:
