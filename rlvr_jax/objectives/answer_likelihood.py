@@ -33,17 +33,13 @@ Array = jax.Array
 
 def answer_nll_term(logprobs: Array, answer_mask: Array, answer_weights: Array):
   """Per-sequence ``-sg(w_i) · sum_t m_{i,t} · log pi_{i,t}`` ``[B]`` (VeriFree's ``sft_loss``
-  before the batch mean), with the diagnostic ``verifree/answer_logprob`` (mean over sequences
-  with answer tokens of ``sum_t m · log pi``)."""
+  before the batch mean); no diagnostics (the reward function logs the answer's log-prob)."""
   m = jnp.asarray(answer_mask, jnp.float32)
   if m.shape != logprobs.shape or answer_weights.shape != logprobs.shape[:1]:
     raise ValueError(f"need answer_mask {logprobs.shape} and answer_weights "
                      f"{logprobs.shape[:1]}; got {m.shape}, {answer_weights.shape}")
   answer_lp = jnp.sum(jnp.where(m > 0, logprobs, 0.0), axis=-1)
-  has_answer = (m.sum(-1) > 0).astype(jnp.float32)
-  mean_lp = jnp.sum(answer_lp * has_answer) / jnp.maximum(has_answer.sum(), 1.0)
-  return -jax.lax.stop_gradient(answer_weights) * answer_lp, {
-      "verifree/answer_logprob": mean_lp}
+  return -jax.lax.stop_gradient(answer_weights) * answer_lp, {}
 
 
 def over_sequences(loss: Array, mask: Array, counts: GlobalCounts) -> Array:

@@ -172,7 +172,7 @@ def names() -> List[str]:
   return sorted(_REGISTRY)
 
 
-def build(name: str, **kwargs) -> GroupRewardFn:
+def build(name: str, /, **kwargs) -> GroupRewardFn:
   """The function registered as ``name``, built with ``kwargs``."""
   _load_builtins()
   if name not in _REGISTRY:

@@ -126,16 +126,26 @@ def ttrl(*, extractor: str = "math", equality: str = "exact", label_metrics: boo
   return fn
 
 
-_OPERANDS = re.compile(r"(-?\d+)\s*([+*])\s*(-?\d+)(\s*=?\s*)$")
+_OPERANDS = re.compile(r"(-?\d+(?:\.\d+)?)(\s*)([+*])(\s*)(-?\d+(?:\.\d+)?)")
 
 
-def swap_operands(prompt: str) -> str:
-  """A procedural rephrasing for arithmetic prompts ending in ``"a+b="`` or ``"a*b="``: the
-  operands swapped (``"2+3="`` -> ``"3+2="``; same answer). Raises on other prompts."""
-  m = _OPERANDS.search(prompt)
-  if m is None:
-    raise ValueError(f"swap_operands needs a prompt ending in 'a+b=' or 'a*b=', got {prompt!r}")
-  return prompt[:m.start()] + f"{m.group(3)}{m.group(2)}{m.group(1)}{m.group(4)}"
+def swap_operands(prompt: Any) -> Optional[Any]:
+  """A procedural rephrasing for arithmetic questions: the operands of the last ``a + b`` or
+  ``a * b`` swapped (``"2+3="`` -> ``"3+2="``, ``"Calculate 55 + 3."`` -> ``"Calculate 3 + 55."``;
+  the answer is unchanged). Chat prompts get it in their last user message. None when there is
+  no commutative operation to swap."""
+  if not isinstance(prompt, str):
+    users = [i for i, m in enumerate(prompt) if m.get("role") == "user"]
+    swapped = swap_operands(prompt[users[-1]]["content"]) if users else None
+    if swapped is None:
+      return None
+    return [dict(m, content=swapped) if i == users[-1] else dict(m) for i, m in enumerate(prompt)]
+  matches = list(_OPERANDS.finditer(prompt))
+  if not matches:
+    return None
+  a, s1, op, s2, b = matches[-1].groups()
+  m = matches[-1]
+  return prompt[:m.start()] + f"{b}{s1}{op}{s2}{a}" + prompt[m.end():]
 
 
 def _rephrasing(example: Any, rephrase: str) -> Any:
@@ -155,7 +165,8 @@ def co_reward(*, extractor: str = "math", equality: str = "exact", rephrase: str
 
   Each question ``q`` has a rephrasing ``q'`` (``rephrase="metadata"``: the task puts it in
   ``example.metadata["rephrased"]``, as the paper's ``rewrite_questions.py`` output;
-  ``"swap_operands"``: :func:`swap_operands` for the procedural arithmetic task). The hook samples
+  ``"swap_operands"``: :func:`swap_operands` for arithmetic tasks; a question it cannot rephrase
+  is asked again unchanged, counted in ``unrephrased``). The hook samples
   ``G`` answers to every ``q'`` under the policy (one batched generation,
   :meth:`~rlvr_jax.rewards.group.PolicyScorer.sample`) and rewards ``r_i = 1[a_i ==
   majority(answers to q')]`` (an empty label rewards nothing; the ``2G`` answers of a prompt share
@@ -170,7 +181,10 @@ def co_reward(*, extractor: str = "math", equality: str = "exact", rephrase: str
     if batch.policy is None:
       raise ValueError("co_reward samples the rephrased questions: it needs batch.policy")
     p, g = batch.shape
-    twins = batch.policy.sample([_rephrasing(e, rephrase) for e in batch.examples], g)
+    rephrased = [_rephrasing(e, rephrase) for e in batch.examples]
+    # A question without a rephrasing is asked again as it is: its fresh samples still label it.
+    twins = batch.policy.sample([e.prompt if q is None else q
+                                 for e, q in zip(batch.examples, rephrased)], g)
     answers = _extract_all(batch.completions, extract)
     twin_answers = _extract_all(twins, extract)
     ids = pseudo_labels.canonicalize_answers(
@@ -181,7 +195,8 @@ def co_reward(*, extractor: str = "math", equality: str = "exact", rephrase: str
     maj_twin, _ = pseudo_labels.majority_vote(ids[:, g:])
     maj_q, maj_twin = np.asarray(maj_q), np.asarray(maj_twin)
     metrics = {"label_agreement": float(((maj_q == maj_twin) & (maj_q >= 0)).mean()),
-               "no_label": float((maj_twin < 0).mean())}
+               "no_label": float((maj_twin < 0).mean()),
+               "unrephrased": float(np.mean([q is None for q in rephrased]))}
     if label_metrics:
       gold = _gold_codes(batch, [a + b for a, b in zip(answers, twin_answers)], equal)
       correct = (np.asarray(batch.verifier_rewards) >= 1.0).astype(np.float32)
@@ -301,9 +316,10 @@ def _padded(rows: Sequence[Sequence[float]], n: int, width: int) -> Tuple[np.nda
 
 
 def _score(batch: RewardBatch, contexts, continuations) -> Tuple[np.ndarray, np.ndarray]:
-  """Teacher-forced log-probs ``[N, L]`` and their mask, in one batched call."""
+  """Teacher-forced log-probs ``[N, L]`` and their mask, in one batched call; ``L`` a power of
+  two (the jit'd reward maths then compiles once per bucket, not per step)."""
   lp = batch.policy.logprobs(contexts, continuations)
-  width = max([len(c) for c in continuations] + [1])
+  width = 1 << max(0, max([len(c) for c in continuations] + [1]) - 1).bit_length()
   mask = _padded([[1.0] * len(c) for c in continuations], len(continuations), width)[0]
   out = np.zeros_like(mask)
   out[:, :lp.shape[1]] = lp

@@ -194,6 +194,9 @@ def test_co_reward_labels_each_question_with_its_rephrasings_majority():
   # twins: "ba0","ba1","ba0","ba1" -> majority "ba0"; "=4*50","=4*51",... -> "=4*50".
   np.testing.assert_array_equal(result.rewards, [[1, 0, 1, 0], [0, 0, 0, 0]])
   assert gf.swap_operands("Q: 12+3=") == "Q: 3+12="
+  assert gf.swap_operands([{"role": "user", "content": "Calculate 55 * -3."}]) == [
+      {"role": "user", "content": "Calculate -3 * 55."}]
+  assert gf.swap_operands("Calculate 9 - 4.") is None
 
 
 # --- VeRPO ------------------------------------------------------------------------------------

@@ -64,10 +64,14 @@ def _bucket(n: int) -> int:
 class PolicyHandle(group_lib.PolicyScorer):
   """:class:`rlvr_jax.rewards.group.PolicyScorer` on a step's :class:`~.base.StepContext`.
 
-  :meth:`logprobs` left-pads contexts and right-pads continuations to power-of-two widths and
-  scores rows in chunks of ``rows`` (the update's row count, padded by repetition), one jit'd
-  call per chunk under the sampling policy at the sampling temperature.
+  :meth:`logprobs` left-pads contexts to a power of two of at least the largest prompt bucket,
+  right-pads continuations to a power of two of at least ``MIN_LENGTH``, and scores rows in
+  chunks of ``rows`` (the update's row count, padded by repetition), one jit'd call per chunk
+  under the sampling policy at the sampling temperature: a run compiles a few shapes, not one
+  per step.
   """
+
+  MIN_LENGTH = 8
 
   def __init__(self, ctx: base.StepContext, rows: int, stream_id: int):
     self.ctx, self.rows, self.stream_id = ctx, rows, stream_id
@@ -83,7 +87,8 @@ class PolicyHandle(group_lib.PolicyScorer):
     longest = max([len(c) for c in continuations] + [0])
     if n == 0 or longest == 0:
       return np.zeros((n, longest), np.float32)
-    width, length = _bucket(max(len(c) for c in contexts)), _bucket(longest)
+    width = _bucket(max([len(c) for c in contexts] + [self.ctx.run.max_prompt_length]))
+    length = _bucket(max(longest, self.MIN_LENGTH))
     pad = self.sampler.pad_id
     out = np.zeros((n, longest), np.float32)
     for start in range(0, n, self.rows):
