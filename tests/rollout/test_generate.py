@@ -9,9 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as PS
 
-from rlvr_jax.models import partition
 from rlvr_jax.rollout import generate as gen
 from rlvr_jax.rollout import processors as pr
 
@@ -137,24 +135,6 @@ def test_truncated_sampling_logprobs_support_and_stops(tiny, prompts, full_logit
     ent = -np.sum(np.where(q > 0, q * np.where(q > 0, logq, 0.0), 0.0), axis=-1)
     np.testing.assert_allclose(np.asarray(r.entropy)[b, :len(comp)], ent, atol=1e-5)
     assert np.all(np.asarray(r.entropy)[b, len(comp):] == 0.0)
-
-
-def test_sharded_equals_unsharded(tiny, prompts, sampled):
-  if jax.device_count() < 8:
-    pytest.skip("needs 8 (simulated) devices")
-  config, params = tiny
-  _, tokens, mask = prompts
-  mesh = Mesh(np.asarray(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"))
-  sharded_params = partition.shard_params(params, mesh)
-  assert not sharded_params["lm_head"]["kernel"].sharding.is_fully_replicated
-  # The project's convention (rlvr_jax.models.partition): batches split over data and fsdp.
-  batch = NamedSharding(mesh, PS(("data", "fsdp"), None))
-  plain, settings = sampled
-  sharded = gen.generate(sharded_params, config, jax.device_put(tokens, batch),
-                         jax.device_put(mask, batch), jax.random.PRNGKey(1), **settings)
-  np.testing.assert_array_equal(sharded.tokens, plain.tokens)
-  np.testing.assert_allclose(sharded.logprobs, plain.logprobs, atol=1e-5)
-  np.testing.assert_allclose(sharded.entropy, plain.entropy, atol=1e-5)
 
 
 def test_bad_input(tiny, prompts):
