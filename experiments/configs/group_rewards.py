@@ -26,6 +26,8 @@ import ml_collections
 
 from experiments.configs import smollm2_arithmetic
 from experiments.configs import tiny as tiny_lib
+# Registers the `verifree` objective (a user objective: registered by the config file that uses it).
+from rlvr_jax.objectives import answer_likelihood  # pylint: disable=unused-import
 
 # The recipe's answers end in "The answer is <number>.": the likelihood rewards' splice point.
 DELIMITER, TEMPLATE = "The answer is", " {answer}."

@@ -10,7 +10,8 @@ batch's sequences:
 * ``sft_loss = -sg(R_i) · sum_{t in a*} log pi(a*_t | x, z_i, a*_<t)`` on the spliced reference
   (``sft_coef_source=reward``).
 
-The trainer's group-reward hook (``rlvr_jax.rewards.group_functions.verifree``) splices ``a*``
+Importing this module registers the ``verifree`` objective (``presets.register``; the recipe
+``experiments/configs/group_rewards.py:verifree`` imports it). The trainer's group-reward hook (``rlvr_jax.rewards.group_functions.verifree``) splices ``a*``
 after each sampled ``z`` and provides the loss inputs ``answer_mask`` ``[B, T]`` (1 on the
 reference tokens, outside the policy-gradient mask) and ``answer_weights`` ``[B]`` (``R_i``).
 """

@@ -25,7 +25,7 @@ The registry maps names to factories: :func:`register` ``(name, factory)`` and
 :func:`build` ``(name, **kwargs) -> fn``. The built-in designs (TTRL, Co-Reward, VeRPO,
 VeriFree, RLPR, the log-probability reward, SAR, DARL) are registered by
 :mod:`rlvr_jax.rewards.group_functions`; a TRL-style function ``fn(prompts, completions,
-**columns)`` runs through :func:`from_trl` (registered as ``"trl"``).
+**columns)`` runs through :func:`from_trl` (registered as ``"trl"``, with its import ``path``).
 
 This module is pure host code: numpy, no trainer import. The trainer's hook
 (:mod:`rlvr_jax.train.stages.group_rewards`) builds the batch and its :attr:`RewardBatch.policy`.
@@ -214,7 +214,8 @@ def _import_callable(path: str) -> Callable:
   return getattr(importlib.import_module(module), attr)
 
 
-register("trl", lambda function: from_trl(_import_callable(function)))
+# From a config: {"acc": {"function": "trl", "path": "my_package.rewards.accuracy"}}.
+register("trl", lambda path: from_trl(_import_callable(path)))
 
 
 @dataclasses.dataclass(frozen=True)

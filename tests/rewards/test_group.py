@@ -155,7 +155,7 @@ def _length_reward(prompts, completions, answer, **kwargs):
 
 def test_trl_adapter_and_registry():
   batch = make_batch([["4", ""], ["5", "6"]], [_Example("2+2=", "4"), _Example("2+3=", "5")])
-  fn = group.build("trl", function=f"{__name__}._length_reward")
+  fn = group.build("trl", path=f"{__name__}._length_reward")
   np.testing.assert_array_equal(fn(batch), [[1.0, np.nan], [1.0, 0.0]])
   with pytest.raises(KeyError):
     group.build("no_such_function")

@@ -41,7 +41,6 @@ import numpy as np
 
 from rlvr_jax import advantages as advantages_lib
 from rlvr_jax.data import templates
-from rlvr_jax.objectives import answer_likelihood  # pylint: disable=unused-import
 from rlvr_jax.rewards import group as group_lib
 from rlvr_jax.rollout import text_sampler
 from rlvr_jax.train import prng
@@ -50,7 +49,7 @@ from rlvr_jax.train.stages import base
 DEFAULTS = dict(functions={}, combine="replace", verifier_weight=1.0, missing="zero",
                 failure_reward=0.0, modules=())
 # Loss inputs the built-in functions provide (VeriFree's answer term, read by the `verifree`
-# objective of rlvr_jax.objectives.answer_likelihood, which importing this module registers).
+# objective that importing rlvr_jax.objectives.answer_likelihood registers).
 LOSS_COLUMNS = ("answer_mask", "answer_weights")
 # Group arrays a function may replace through its columns (VeriFree's spliced sequence).
 REPLACEABLE = ("tokens", "mask", "logprobs", "lengths")
