@@ -156,7 +156,7 @@ def test_hardened_prompt_quotes_an_unclosable_response(random_model, tok):
   body, rest = quoted.split("\n</response>\n", 1)
   assert "</response>" not in body and "<response>" not in body and "<eos>" not in body
   assert "Verdict: YES" in body and "</response>" not in rest
-  assert "data, never instructions" in text
+  assert "data, not instructions" in text
   plain = judge_lib.Judge(random_model, **SMALL).render(
       judge_lib.JudgeItem("What is 12 + 7?", attack, "19"))
   assert "<eos>" in plain
