@@ -30,7 +30,9 @@ def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       preset="", hf_dir="", attention="einsum", dtype="float32", param_dtype="float32",
       overrides={}))
-  config.task = ml_collections.ConfigDict(dict(kind="procedural", name="arithmetic", kwargs={}))
+  # chat/system: procedural prompts as chat messages (an HF tokenizer's chat template renders them).
+  config.task = ml_collections.ConfigDict(dict(kind="procedural", name="arithmetic", kwargs={},
+                                               chat=False, system=""))
   config.data = ml_collections.ConfigDict(dict(prompt_buckets=(64, 128, 256), add_bos=False))
   # Generation engine (docs/rollout.md): "static" decodes a call's rows together until the longest
   # stops; "continuous" keeps num_slots rows decoding (0: all), refilling slots as rows stop.
@@ -52,7 +54,9 @@ def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
       temperature=1.0, top_p=ml_collections.FieldReference(None, field_type=float),
       top_k=ml_collections.FieldReference(None, field_type=int),
       num_iterations=1, num_mini_batches=1, num_micro_batches=1,
-      recompute_old_logprobs=False, chunk_size=128, ref_refresh_steps=0,
+      # None: recompute only where the sampler's log-probs are not the update's (batch.py).
+      recompute_old_logprobs=ml_collections.FieldReference(None, field_type=bool),
+      trim_padding=True, chunk_size=128, ref_refresh_steps=0,
       max_skipped_updates=10))
 
   # LoRA adapters (rank 0: full fine-tuning); see docs/models.md.

@@ -13,6 +13,11 @@ Hyper-parameters follow the GRPO paper (arXiv 2402.03300 §4.1: lr 1e-6, β = 0.
 one update per rollout; the objective's ε and β are spelled out below) with a batch sized for one
 accelerator (64 prompts × 8 samples); the fields are ordinary config entries, so
 ``--config.rl.num_samples=16`` or ``--config.rl.objective.kl_coef=0.0`` override them.
+
+Old log-probs are not recomputed: with one update per rollout the update uses its own, with the
+gradient stopped (``rl.recompute_old_logprobs=None``; in bf16 the sampler's differ from the
+update's by up to 0.21 nats, so they are not used either). The DAPO recipe's four mini-batches
+per rollout get a teacher-forced pass. ``docs/training.md``, *Efficiency*.
 """
 
 import ml_collections
@@ -39,13 +44,14 @@ def get_config(objective: str = "grpo") -> ml_collections.ConfigDict:
       files=dict(train="gsm8k/train.jsonl", test="gsm8k/test.jsonl"),
       field_map={"question": "prompt"}, default_verifier="gsm8k", answer_format="chat",
       system=""))
-  config.data.prompt_buckets = (128, 256, 512)
+  # Steps of 1.5x: padding beyond a batch's longest prompt is under a third of the width, with
+  # five prompt shapes at most (docs/training.md, Efficiency).
+  config.data.prompt_buckets = (128, 192, 256, 384, 512)
   config.rl.num_steps = 500
   config.rl.num_prompts = 64
   config.rl.num_samples = 8
   config.rl.max_new_tokens = 512
   config.rl.num_micro_batches = 16
-  config.rl.recompute_old_logprobs = True
   config.optimizer.learning_rate = 1e-6
   config.optimizer.warmup_steps = 10
   config.optimizer.b2 = 0.99

@@ -121,6 +121,34 @@ def _check_messages(messages: Any) -> None:
       raise ValueError(f"Chat message {i} must be a dict with str 'role' and 'content'; got {m!r}.")
 
 
+def as_chat(prompt: task_lib.Prompt, system: Optional[str] = None) -> task_lib.Prompt:
+  """A plain-text prompt as chat messages (``system`` first when given, then the text as the user
+  turn); chat messages are returned unchanged."""
+  if not isinstance(prompt, str):
+    return prompt
+  return ([{"role": "system", "content": system}] if system else []) + [
+      {"role": "user", "content": prompt}]
+
+
+@dataclasses.dataclass
+class AsChat:
+  """A task source whose plain-text prompts become chat messages (:func:`as_chat`), so that an
+  HF tokenizer renders them with the model's chat template (procedural tasks, ``task.chat``)."""
+
+  source: task_lib.TaskSource
+  system: Optional[str] = None
+
+  @property
+  def name(self) -> str:
+    """The wrapped source's name."""
+    return self.source.name
+
+  def examples(self, split: str, seed: int = 0) -> Iterator[task_lib.Example]:
+    """The wrapped source's examples of ``split`` with chat-message prompts."""
+    for example in self.source.examples(split, seed):
+      yield dataclasses.replace(example, prompt=as_chat(example.prompt, self.system))
+
+
 @dataclasses.dataclass
 class WithAnswerFormat:
   """A task source whose examples get their verifier's answer-format instruction

@@ -109,6 +109,8 @@ def token_logprobs(
   else:
     hidden, _ = model.apply({"params": params}, tokens, positions, mask, return_hidden=True)
     hidden = hidden[:, predict]
+    # A chunk wider than the completion would only project padding onto the vocabulary.
+    chunk_size = min(chunk_size, t)
     num_chunks = -(-t // chunk_size)
     padded = num_chunks * chunk_size
     # [B, T, ...] -> [num_chunks, B, chunk, ...]; padded positions are dropped afterwards.

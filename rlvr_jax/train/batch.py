@@ -12,12 +12,20 @@ What an objective may read is fixed here, in one place: :data:`ADVANTAGE_INPUTS`
 objective reads goes to ``AdvantageInputs.extras`` or ``LossBatch.extras``).
 :func:`check_objective_inputs` compares the objective's ``advantage_reads``/``loss_reads`` with
 them at start-up.
+
+Two choices here remove work that would change nothing (``docs/training.md``, *Efficiency*):
+
+* :func:`old_logprobs_source`: where the old (behaviour) log-probs come from, so a teacher-forced
+  pass runs only when the sampler's own log-probs are not the update's;
+* :func:`trim_padding`: the scoring passes and the update read a completion axis cut to a
+  power-of-two width holding the step's longest completion, not ``max_new_tokens`` columns of
+  padding, and prompts cut back to the smallest bucket that holds them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, Iterable, Mapping, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +45,121 @@ ADVANTAGE_INPUTS = frozenset(
 LOSS_INPUTS = frozenset(
     [f.name for f in dataclasses.fields(types.LossBatch) if f.name != "extras"]
     + ["logprobs", "entropy", "advantages"])
+
+
+# Old log-probs: the sampler's (``"rollout"``), the update's own, detached (``"policy"``), or a
+# teacher-forced pass under the sampling params before the update (``"recompute"``).
+OLD_LOGPROB_SOURCES = ("rollout", "policy", "recompute")
+
+# Widths the completion axis is trimmed to: powers of two from this one (and the full width).
+MIN_COMPLETION_WIDTH = 32
+
+
+def rollout_logprobs_exact(model_dtype: str, *, top_p: Optional[float], top_k: Optional[int],
+                           lora_dropout: float, backend: Optional[str] = None) -> bool:
+  """Whether the sampler's log-probs are what the update computes, to float32 rounding.
+
+  True for float32 compute with float32 matmuls (a CPU, or ``jax_default_matmul_precision`` set
+  to ``"float32"``/``"highest"``: GPUs run float32 matmuls as TF32 and TPUs as bfloat16 by
+  default), plain temperature sampling (top-k/top-p log-probs are those of the truncated
+  distribution) and no LoRA dropout (the update's forward pass drops adapter units, the
+  sampler's does not). Measured on SmolLM2-135M-Instruct, 543-570 sampled tokens
+  (``docs/training.md``, *Efficiency*): float32 on a CPU, at most 3.6e-5 apart; bfloat16, 0.027
+  on average and up to 0.21 (a PPO ratio up to 23% off, beyond ε = 0.2).
+  """
+  if model_dtype != "float32" or top_p is not None or top_k is not None or lora_dropout:
+    return False
+  backend = backend or jax.default_backend()
+  precision = str(jax.config.jax_default_matmul_precision or "").lower()
+  return backend == "cpu" or precision in ("float32", "highest")
+
+
+def old_logprobs_source(config: Any, objective: Any, *, backend: Optional[str] = None) -> str:
+  """Where a run's old log-probs come from (:data:`OLD_LOGPROB_SOURCES`).
+
+  ``config.rl.recompute_old_logprobs``: True recomputes, False takes the sampler's, None (the
+  default) chooses: the sampler's when they are exact
+  (:func:`rollout_logprobs_exact`); else, with one update per rollout, the update's own log-probs
+  with the gradient stopped (the policy that sampled *is* the one being updated, so the PPO ratio
+  is exactly 1 whatever the precision: TRL's choice when ``num_iterations == 1``, which skips its
+  old-log-prob pass); else a teacher-forced pass (verl's ``actor.compute_log_prob``). An
+  advantage stage that reads ``old_logprobs`` (KL in the reward) gets a pass in that last case
+  too, since it runs before the update.
+  """
+  rl = config.rl
+  if rl.recompute_old_logprobs is not None:
+    return "recompute" if rl.recompute_old_logprobs else "rollout"
+  if rollout_logprobs_exact(config.model.dtype, top_p=rl.top_p, top_k=rl.top_k,
+                            lora_dropout=config.lora.dropout if config.lora.rank else 0.0,
+                            backend=backend):
+    return "rollout"
+  if (rl.num_iterations * rl.num_mini_batches == 1
+      and "old_logprobs" not in objective.advantage_reads):
+    return "policy"
+  return "recompute"
+
+
+def completion_width(group: Mapping[str, np.ndarray],
+                     min_width: int = MIN_COMPLETION_WIDTH) -> int:
+  """The completion width a step's scoring and update need: the smallest power of two
+  ``>= min_width`` that holds every column the loss or the attention reads (``mask``, and a
+  multi-turn group's ``attention_mask``), capped at the group's width ``T``.
+
+  At most ``log2(T / min_width) + 2`` widths, so at most that many compilations of each jit'd
+  pass per prompt width; a step with a truncated completion keeps ``T``.
+  """
+  used = np.asarray(group["mask"]) > 0
+  if "attention_mask" in group:
+    used |= np.asarray(group["attention_mask"]) > 0
+  full = used.shape[-1]
+  columns = np.flatnonzero(used.reshape(-1, full).any(axis=0))
+  longest = int(columns[-1]) + 1 if columns.size else 1
+  width = min_width
+  while width < longest:
+    width *= 2
+  return min(width, full)
+
+
+def prompt_width(group: Mapping[str, np.ndarray], buckets: Iterable[int]) -> int:
+  """The smallest prompt bucket that holds the group's longest prompt (left-padded), capped at
+  the group's prompt width: a step that stacks generations pads every prompt to the largest
+  bucket, which its scoring and update need not read."""
+  mask = np.asarray(group["prompt_mask"])
+  full = mask.shape[-1]
+  real = np.flatnonzero(mask.reshape(-1, full).any(axis=0))
+  longest = full - int(real[0]) if real.size else 1
+  return min([b for b in buckets if b >= longest] + [full])
+
+
+def trim_padding(group: Mapping[str, np.ndarray], prompt_buckets: Iterable[int], *,
+                 completions: bool = True) -> Dict[str, np.ndarray]:
+  """``group`` with the padding no pass reads cut off: the prompt axis from the left to
+  :func:`prompt_width`, and (``completions``) the completion axis from the right to
+  :func:`completion_width`.
+
+  Every ``[P, W, T, ...]`` array but the prompts' is cut on its third axis (tokens, log-probs,
+  masks, token rewards, a stage's per-token columns such as VeriFree's ``answer_mask``), so the
+  teacher-forced passes, the advantages and the update read the cut widths. The dropped columns
+  carry no mask: positions count real tokens only and attention skips masked ones, so the
+  log-probs of the kept columns are the same up to float rounding, and every loss and advantage
+  term is masked, so the loss and its gradient are unchanged (``tests/train/test_batch_trim.py``).
+  Not for LaSeR's groups (``completions=False``): its ``z_c`` column sits outside the mask.
+  """
+  p, w, t = np.shape(group["tokens"])[:3]
+  length = np.shape(group["prompt_tokens"])[-1]
+  keep_prompt = prompt_width(group, prompt_buckets)
+  keep = completion_width(group) if completions else t
+  if keep_prompt >= length and keep >= t:
+    return dict(group)
+  out = dict(group)
+  for key in ("prompt_tokens", "prompt_mask"):
+    out[key] = np.asarray(group[key])[..., length - keep_prompt:]
+  if keep < t:
+    for key, value in group.items():
+      if key not in ("prompt_tokens", "prompt_mask") and np.ndim(value) >= 3 and (
+          np.shape(value)[:3] == (p, w, t)):
+        out[key] = np.asarray(value)[:, :, :keep]
+  return out
 
 
 def check_objective_inputs(objective, provided: Iterable[str]) -> None:

@@ -85,7 +85,9 @@ def build_model(config: ml_collections.ConfigDict, tokenizer, rng: jax.Array
 def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
   """The task source of ``config.task``.
 
-  ``kind="procedural"``: ``name`` and ``kwargs`` of :func:`rlvr_jax.data.procedural.get`.
+  ``kind="procedural"``: ``name`` and ``kwargs`` of :func:`rlvr_jax.data.procedural.get`; with
+  ``chat``, prompts become chat messages (``system`` first when set) for the model's chat template
+  (:class:`rlvr_jax.data.templates.AsChat`).
   ``kind="gym"``: reasoning-gym generator ``name`` (``"basic_arithmetic"``, ``"gsm_symbolic"``,
   ...) with ``kwargs`` for :class:`rlvr_jax.data.gym.ReasoningGymSource` (``size``, generator
   ``config``, ``system_prompt``, ``chat``); verifier ``"reasoning_gym"``.
@@ -100,7 +102,11 @@ def build_task(config: ml_collections.ConfigDict) -> task_lib.TaskSource:
     kwargs = dict(config.task.get("kwargs", {}))
     if "ops" in kwargs:
       kwargs["ops"] = tuple(kwargs["ops"])
-    return procedural.get(config.task.name, **kwargs)
+    source = procedural.get(config.task.name, **kwargs)
+    if config.task.get("chat"):
+      from rlvr_jax.data import templates  # pylint: disable=g-import-not-at-top
+      return templates.AsChat(source, system=config.task.get("system") or None)
+    return source
   if kind == "gym":
     from rlvr_jax.data import gym  # pylint: disable=g-import-not-at-top
     return gym.ReasoningGymSource(config.task.name, **dict(config.task.get("kwargs", {})))

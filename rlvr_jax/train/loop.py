@@ -14,8 +14,10 @@ One step of :func:`train` (config fields under ``config.rl`` unless named):
 2. **stages** (:mod:`rlvr_jax.train.stages`): the data-stage methods switched on in
    ``stages`` (DARS, Scaf-GRPO, ViSurf, overlong filtering, your own), then the input providers
    the objective reads (ReMax's greedy rewards, LaSeR's self-rewards);
-3. **score**: behaviour log-probs from the sampler, or recomputed (``recompute_old_logprobs``);
-   reference log-probs when the objective needs them;
+3. **score**: behaviour log-probs from the sampler, the update's own (detached), or recomputed
+   (``recompute_old_logprobs``, :func:`rlvr_jax.train.batch.old_logprobs_source`); reference
+   log-probs when the objective needs them; with ``trim_padding`` the padding no pass reads is
+   cut first (:func:`rlvr_jax.train.batch.trim_padding`);
 4. **advantages** (:mod:`rlvr_jax.train.batch`): the objective's reward transform and estimator,
    jit'd, on ``[P, W]`` groups;
 5. **update epochs**: ``num_iterations`` passes over ``num_mini_batches`` shuffled mini-batches of
@@ -30,7 +32,9 @@ the base with the adapters off, and checkpoints hold the adapters (``docs/config
 
 Static shapes: every update sees ``P·W`` rows of ``T`` tokens, where the stages fix ``W`` (``G``;
 ``n_max`` with DARS, ``G + 1`` with ViSurf) and ``T`` (``max_new_tokens``, + 1 for LaSeR's
-``z_c``). Random draws follow :mod:`rlvr_jax.train.prng`. Held-out evaluation
+``z_c``; with ``trim_padding``, except under LaSeR, the smallest of 32, 64, 128, ... and ``T``
+that holds the step's longest completion, and prompts at the smallest bucket holding them: one
+compilation per width). Random draws follow :mod:`rlvr_jax.train.prng`. Held-out evaluation
 (:func:`rlvr_jax.eval.driver.evaluate_policy`) uses ``config.eval.num_prompts`` distinct test
 prompts: ``pass@1`` from ``config.eval.num_samples`` samples at the training temperature, and
 ``greedy_accuracy``.
@@ -198,7 +202,8 @@ def _init_state(params, extras, tx, mesh, ckpt, resume_step, *, with_reference, 
 
 
 def _make_update(objective, tx, schedule, model_config, rl, shardings, mesh, *,
-                 all_positions: bool, group_size: Optional[int], policy_fn):
+                 all_positions: bool, group_size: Optional[int], policy_fn,
+                 old_from_policy: bool):
   """The jit'd update step over the mesh (its log-prob function scores every completion
   position when a stage's loss term reads one outside the mask, e.g. LaSeR's ``z_c``)."""
   logprob_fn = step_lib.model_logprob_fn(model_config, temperature=rl.temperature,
@@ -207,7 +212,8 @@ def _make_update(objective, tx, schedule, model_config, rl, shardings, mesh, *,
     logprob_fn = step_lib.score_all_positions(logprob_fn)
   return step_lib.jit_update(
       step_lib.make_update_fn(objective, tx, logprob_fn, num_micro_batches=rl.num_micro_batches,
-                              group_size=group_size, schedule=schedule, policy_fn=policy_fn),
+                              group_size=group_size, schedule=schedule, policy_fn=policy_fn,
+                              old_logprobs_from_policy=old_from_policy),
       shardings, mesh_lib.batch_sharding(mesh))
 
 
@@ -271,6 +277,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   collect = multiturn.collect if episodes else dynamic_sampling.collect
   batch_lib.check_objective_inputs(objective, stages_lib.provided_inputs())
   width = functools.reduce(lambda w, s: s.width(w), stages, rl.num_samples)
+  old_source = batch_lib.old_logprobs_source(config, objective)
+  trim_completions = not any(s.extra_columns for s in stages)  # LaSeR's z_c is outside the mask
   config_lib.validate(config, batch_divisor=mesh_lib.batch_divisor(mesh), group_width=width,
                       max_positions=getattr(model_config, "max_position_embeddings", None))
   tx, schedule = state_lib.make_optimizer(
@@ -305,7 +313,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   update = _make_update(objective, tx, schedule, model_config, rl, shardings, mesh,
                         all_positions=any(s.scores_all_positions for s in stages),
                         group_size=width if objective.whole_groups else None,
-                        policy_fn=builders.lora_policy_fn(lora_config, dropout_key))
+                        policy_fn=builders.lora_policy_fn(lora_config, dropout_key),
+                        old_from_policy=old_source == "policy")
   logprobs_fn = _logprobs_fn(model_config, rl)
   advantage_fn = batch_lib.make_advantage_fn(objective)
   stacks = rl.dynamic_sampling.enabled or any(s.stacks_generations for s in stages)
@@ -339,7 +348,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         metrics.update(stage_metrics)
       t1 = time.time()
 
-      old_logprobs = (ctx.group_logprobs(group) if rl.recompute_old_logprobs
+      if rl.trim_padding:
+        group = batch_lib.trim_padding(group, config.data.prompt_buckets,
+                                       completions=trim_completions)
+      old_logprobs = (ctx.group_logprobs(group) if old_source == "recompute"
                       else group["logprobs"])
       reference = state.ref_params if lora_config is None else state.frozen
       ref_logprobs = (ctx.group_logprobs(group, params=reference)

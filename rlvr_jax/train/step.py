@@ -134,6 +134,7 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
                    num_micro_batches: int = 1, group_size: Optional[int] = None,
                    schedule: Optional[optax.Schedule] = None,
                    policy_fn: Optional[Callable[[Any, Any, jax.Array], Any]] = None,
+                   old_logprobs_from_policy: bool = False,
                    ) -> Callable[[state_lib.TrainState, TrainBatch],
                                  Tuple[state_lib.TrainState, Dict[str, jax.Array]]]:
   """``update(state, batch) -> (state, metrics)``, unjitted (see :func:`jit_update`).
@@ -150,6 +151,10 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
     policy_fn: ``(trained params, frozen base, step) -> model params`` for the log-prob function
       when the trained parameters are not the whole model (LoRA adapters on ``state.frozen``:
       ``lora.attach``; gradients then reach the adapters only); default: ``state.params``.
+    old_logprobs_from_policy: the loss's old log-probs are the policy's own log-probs with the
+      gradient stopped, not ``batch.loss.old_logprobs``: exact, and free, when the params that
+      sampled the batch are the ones updated (one update per rollout; TRL's
+      ``per_token_logps.detach()`` when ``num_iterations == 1``). The ratio is then exactly 1.
 
   Metrics: the objective's metrics combined over micro-batches by
   ``rlvr_jax.objectives.compose.combine_metrics`` (sums of global-count means, so the full-batch
@@ -180,7 +185,10 @@ def make_update_fn(objective: Any, tx: optax.GradientTransformation, logprob_fn:
                                    micro.completion_tokens, micro.attention_mask)
     if needs_entropy and entropy is None:
       raise ValueError("The objective needs entropy but the log-prob function returned None.")
-    loss, metrics = objective.loss(logprobs, micro.loss, counts,
+    constants = micro.loss
+    if old_logprobs_from_policy:
+      constants = dataclasses.replace(constants, old_logprobs=jax.lax.stop_gradient(logprobs))
+    loss, metrics = objective.loss(logprobs, constants, counts,
                                    entropy if needs_entropy else None)
     metrics = dict(metrics)
     if entropy is not None:
