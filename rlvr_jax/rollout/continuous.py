@@ -48,6 +48,10 @@ The tests check both token for token. The static engine itself draws a whole bat
 ``fold_in(rng, t)``, so the two engines give different samples of the same distributions for
 the same key.
 
+On a mesh (``mesh=``): the prompts are split over the ``("data", "fsdp")`` axes
+(`rlvr_jax.rollout.sharding`) and each row shard runs its own engine (``shard_map``) on its rows,
+which keep their global row indices, hence their keys: the result equals the unsharded call.
+
 Log-probs and entropy are those of `rlvr_jax.rollout.generate` (the processed distribution
 sampled from), and so are ``lengths``, ``truncated`` and padding. Compilation: one program per
 (``P``, ``S``, ``G``, ``N``, ``K``, ``R``) and static sampling settings; prompt contents, the key,
