@@ -14,6 +14,7 @@ import pytest
 
 from rlvr_jax.rollout import continuous as cont
 from rlvr_jax.rollout import generate as gen
+from rlvr_jax.rollout import processors as pr
 from rlvr_jax.rollout import scoring
 from rlvr_jax.rollout import sharding
 from rlvr_jax.train import mesh as mesh_lib
@@ -142,7 +143,7 @@ def test_kv_cache_is_sized_by_slots(tiny, prompts):
   jaxpr = jax.make_jaxpr(
       lambda p, t, m, key: cont._generate(  # pylint: disable=protected-access
           p, t, m, key, gen._stop_id_array(()), np.full(len(rows) * G, N, np.int32),  # pylint: disable=protected-access
-          processor=gen.processors_lib.default_chain(0.7), force_full_length=False,
+          processor=pr.default_chain(0.7), force_full_length=False,
           num_slots=SLOTS, prefill_chunk=2, config=config, mesh=None, **settings))(
               params, tokens, mask, KEY).jaxpr
   s, l, tail = tokens.shape[1], config.num_layers, (config.num_kv_heads, config.head_dim)
