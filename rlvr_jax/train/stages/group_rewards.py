@@ -211,7 +211,7 @@ class GroupRewards(base.Stage):
       if key in REPLACEABLE and np.shape(value) != np.shape(group[key]):
         raise ValueError(f"column {key!r} must keep shape {np.shape(group[key])}, got "
                          f"{np.shape(value)}.")
-      group[key] = np.asarray(value).astype(group[key].dtype if key in group else None)
+      group[key] = np.asarray(value, group[key].dtype) if key in group else np.asarray(value)
     # Always present (zeros without per-token functions): dynamic sampling stacks rounds by key.
     group["token_rewards"] = place_token_rewards(out.token_rewards, group["mask"])
     if out.drop_groups.any():
