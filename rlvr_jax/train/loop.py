@@ -32,7 +32,7 @@ the base with the adapters off, and checkpoints hold the adapters (``docs/config
 
 Static shapes: every update sees ``P·W`` rows of ``T`` tokens, where the stages fix ``W`` (``G``;
 ``n_max`` with DARS, ``G + 1`` with ViSurf) and ``T`` (``max_new_tokens``, + 1 for LaSeR's
-``z_c``; with ``trim_padding``, except under LaSeR, the smallest of 32, 64, 128, ... and ``T``
+``z_c``; with ``trim_padding``, except under LaSeR and VeriFree, the smallest of 32, 64, ... and ``T``
 that holds the step's longest completion, and prompts at the smallest bucket holding them: one
 compilation per width). Random draws follow :mod:`rlvr_jax.train.prng`. Held-out evaluation
 (:func:`rlvr_jax.eval.driver.evaluate_policy`) uses ``config.eval.num_prompts`` distinct test
