@@ -278,7 +278,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   batch_lib.check_objective_inputs(objective, stages_lib.provided_inputs())
   width = functools.reduce(lambda w, s: s.width(w), stages, rl.num_samples)
   old_source = batch_lib.old_logprobs_source(config, objective)
-  trim_completions = not any(s.extra_columns for s in stages)  # LaSeR's z_c is outside the mask
+  # Columns read outside the mask (LaSeR's z_c, VeriFree's spliced answer) must not be cut.
+  trim_completions = not any(s.extra_columns or s.scores_all_positions for s in stages)
   config_lib.validate(config, batch_divisor=mesh_lib.batch_divisor(mesh), group_width=width,
                       max_positions=getattr(model_config, "max_position_embeddings", None))
   tx, schedule = state_lib.make_optimizer(
