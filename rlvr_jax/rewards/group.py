@@ -24,7 +24,9 @@ own sample. The run never stops because of a reward function.
 The registry maps names to factories: :func:`register` ``(name, factory)`` and
 :func:`build` ``(name, **kwargs) -> fn``. The built-in designs (TTRL, Co-Reward, VeRPO,
 VeriFree, RLPR, the log-probability reward, SAR, DARL) are registered by
-:mod:`rlvr_jax.rewards.group_functions`; a TRL-style function ``fn(prompts, completions,
+:mod:`rlvr_jax.rewards.group_functions`, the LLM-judge rewards (``judge``, ``judge_soft``,
+``rlbff``, ``rubric_anchors``, ``openrs``, ``cm2_judge``, ``rlvrr_style``, ``search_gen_v``) by
+:mod:`rlvr_jax.rewards.judge_group`; a TRL-style function ``fn(prompts, completions,
 **columns)`` runs through :func:`from_trl` (registered as ``"trl"``, with its import ``path``).
 
 This module is pure host code: numpy, no trainer import. The trainer's hook
@@ -124,6 +126,11 @@ class PolicyScorer:
     """Token ids of a prompt (text or chat messages) exactly as the sampler builds them."""
     raise NotImplementedError
 
+  def model(self) -> Tuple[Any, Any, Any, bool]:
+    """``(model_config, params, tokenizer, add_bos)`` of the sampling policy: what a judge that
+    shares the policy's weights runs on (:func:`rlvr_jax.rewards.judge.policy_judge_model`)."""
+    raise NotImplementedError
+
 
 @dataclasses.dataclass(frozen=True)
 class GroupRewardResult:
@@ -151,7 +158,7 @@ Factory = Callable[..., GroupRewardFn]
 
 _REGISTRY: Dict[str, Factory] = {}
 # Modules that register the built-in functions, imported on the first lookup (they import jax).
-_BUILTIN_MODULES = ("rlvr_jax.rewards.group_functions",)
+_BUILTIN_MODULES = ("rlvr_jax.rewards.group_functions", "rlvr_jax.rewards.judge_group")
 
 
 def register(name: str, factory: Factory) -> None:

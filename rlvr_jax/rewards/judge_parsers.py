@@ -65,16 +65,18 @@ def verdict_token_ids(tokenizer: Any, words: Sequence[str]) -> Tuple[int, ...]:
 
   The verdict position may continue the generation prompt directly or follow an answer prefix
   such as ``"Verdict:"``; both spellings are counted. A tokenizer that writes the space as a token
-  of its own (a character tokenizer) has no spaced variant.
+  of its own (a character tokenizer) has no spaced variant, and a word it cannot spell (its first
+  token is the unknown token) is skipped.
   """
   space = tokenizer(" ", add_special_tokens=False)["input_ids"]
+  unknown = getattr(tokenizer, "unk_token_id", None)
   ids = set()
   for word in words:
     for text in (word, " " + word):
       tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
       if text.startswith(" ") and space and tokens[:len(space)] == space:
         continue
-      if tokens:
+      if tokens and tokens[0] != unknown:
         ids.add(int(tokens[0]))
   if not ids:
     raise ValueError(f"none of {list(words)} tokenises to anything")

@@ -229,7 +229,7 @@ def test_openrs_combines_both_orders():
   assert jr.openrs_rewards(biased, ["Q"], ["resp"], ["anchor"], [rubric])[0] == 0.0
 
 
-def test_rubric_methods_run_with_a_tiny_judge(random_model, yes_model):
+def test_rubric_methods_run_with_a_judge_that_always_says_yes(yes_model):
   q, r = ["What is 2 + 2?"] * 2, ["It is 4.", "Solution"]
   rubrics = [RUBRIC, RUBRIC]
   defenses = jr.defenses_lib.Defenses(master_key_filter=True)
@@ -237,6 +237,3 @@ def test_rubric_methods_run_with_a_tiny_judge(random_model, yes_model):
   np.testing.assert_allclose(jr.rlbff_rewards(yes, q, r, rubrics), [1.0, 1.0], atol=1e-6)
   np.testing.assert_allclose(jr.rlbff_rewards(yes, q, r, rubrics, defenses=defenses),
                              [1.0, 0.0], atol=1e-6)
-  checklist = judge_lib.Judge(random_model, template="checklist", **SMALL)
-  got = jr.cm2_rewards(checklist, q, r, rubrics)
-  assert got.shape == (2,) and np.all((got >= 0) & (got <= 1))

@@ -132,6 +132,9 @@ class PolicyHandle(group_lib.PolicyScorer):
   def encode_prompt(self, prompt: Any) -> List[int]:
     return text_sampler.prompt_token_ids(self.tokenizer, prompt, add_bos=self.sampler.add_bos)
 
+  def model(self) -> Tuple[Any, Any, Any, bool]:
+    return self.sampler.model_config, self.ctx.params, self.tokenizer, self.sampler.add_bos
+
 
 def reward_batch(ctx: base.StepContext, group: base.GroupBatch, policy: Any
                  ) -> group_lib.RewardBatch:
