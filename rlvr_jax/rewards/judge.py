@@ -24,7 +24,9 @@ methods a criterion, a list of criteria or a second response). It is
 Execution. Prompts are tokenised, grouped by the smallest of ``prompt_buckets`` that fits, and run
 in fixed-size chunks of ``batch_size`` rows (the last chunk padded by repeating a row), so one
 step's whole batch goes through a few compiled shapes: the forward pass is one jit per (chunk,
-bucket); greedy replies use the project's rollout engine
+bucket), and the prompt prefix all items share (system prompt, rules, few-shot examples) is read
+once per chunk into a KV cache that each item's own tokens continue (``prefix_cache``); greedy
+replies use the project's rollout engine
 (:func:`rlvr_jax.rollout.generate.generate` with ``temperature=0``, decoded by
 :mod:`rlvr_jax.rollout.text_sampler`). A prompt longer than the largest bucket has its response
 cut from the front (the final answer is at the end); if it still does not fit, the item is a
@@ -224,6 +226,39 @@ def _verdict_logprobs(params, tokens, mask, verdict_ids, *, config):
   return logprobs[:, verdict_ids], jnp.argmax(logits, axis=-1)
 
 
+@functools.partial(jax.jit, static_argnames=("config",))
+def _verdict_logprobs_prefixed(params, prefix, tokens, mask, verdict_ids, *, config):
+  """:func:`_verdict_logprobs` of rows ``prefix + suffix``: the shared ``prefix [1, Lp]`` (no
+  padding) is read once into a KV cache that every left-padded suffix ``[B, S]`` continues."""
+  model = transformer_lib.Transformer(config)
+  lp, (b, s) = prefix.shape[1], tokens.shape
+  cache = transformer_lib.init_cache(config, 1, lp + s)
+  # Suffix slots are marked valid in advance; a prefix query only sees slots before its own.
+  _, cache = model.apply({"params": params}, prefix, jnp.arange(lp)[None],
+                         jnp.ones((1, lp + s), bool), cache=cache, cache_index=jnp.int32(0),
+                         return_hidden=True)
+  cache = jax.tree.map(lambda x: jnp.broadcast_to(x, (x.shape[0], b) + x.shape[2:]), cache)
+  positions = lp + jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
+  slots = jnp.concatenate([jnp.ones((b, lp), bool), mask], axis=1)
+  hidden, _ = model.apply({"params": params}, tokens, positions, slots, cache=cache,
+                          cache_index=jnp.int32(lp), return_hidden=True)
+  logits = transformer_lib.unembed(params, config, hidden[:, -1]).astype(jnp.float32)
+  logprobs = jax.nn.log_softmax(logits, axis=-1)
+  return logprobs[:, verdict_ids], jnp.argmax(logits, axis=-1)
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]], multiple: int) -> int:
+  """The longest common token prefix of ``rows``, rounded down to a multiple of ``multiple`` and
+  leaving every row at least one token of its own (0 when that is shorter than ``multiple``)."""
+  if not rows:
+    return 0
+  first, n = rows[0], min(len(r) for r in rows) - 1
+  length = 0
+  while length < n and all(r[length] == first[length] for r in rows):
+    length += 1
+  return (length // multiple) * multiple
+
+
 class Judge:
   """A judge: model + template + parser, batched, cached and metered (module docstring).
 
@@ -243,6 +278,8 @@ class Judge:
     prompt_buckets: prompt lengths (tokens) to pad to.
     max_new_tokens: reply budget of the generating parsers.
     cache_size: LRU entries (0: no cache).
+    prefix_cache: forward parsers read the prompt prefix shared by a call's items once (a KV
+      cache continued by each item's own tokens) instead of once per item.
   """
 
   def __init__(self, model: JudgeModel, *, template: Any = "correctness", parser: str = "yes_no",
@@ -251,7 +288,7 @@ class Judge:
                no_words: Sequence[str] = parsers.NO_WORDS, min_verdict_mass: float = 1e-3,
                number_range: Tuple[float, float] = (0.0, 10.0), batch_size: int = 16,
                prompt_buckets: Sequence[int] = (256, 512, 1024), max_new_tokens: int = 32,
-               cache_size: int = 4096):
+               cache_size: int = 4096, prefix_cache: bool = True):
     if parser not in PARSERS:
       raise ValueError(f"parser must be one of {PARSERS}, got {parser!r}")
     self.template = TEMPLATES[template] if isinstance(template, str) else template
@@ -267,6 +304,7 @@ class Judge:
     self.prompt_buckets = tuple(sorted(int(b) for b in prompt_buckets))
     self.max_new_tokens = int(max_new_tokens)
     self.cache_size = int(cache_size)
+    self.prefix_cache = bool(prefix_cache)
     tok = model.tokenizer
     self.yes_ids = parsers.verdict_token_ids(tok, yes_words)
     self.no_ids = parsers.verdict_token_ids(tok, no_words)
@@ -352,15 +390,27 @@ class Judge:
         yield chunk[:real], tokens, mask
 
   def _forward(self, params, rows: List[List[int]]) -> Tuple[np.ndarray, np.ndarray]:
-    """``(verdict log-probs [N, Ky + Kn], greedy ids [N])`` by one forward pass per chunk."""
+    """``(verdict log-probs [N, Ky + Kn], greedy ids [N])`` by one forward pass per chunk.
+
+    With ``prefix_cache``, the tokens every prompt of the call shares (system prompt, rules,
+    few-shot examples; rounded down to a multiple of 64) are read once per chunk into a KV cache
+    and only the rest of each prompt is bucketed and run.
+    """
     n_ids = len(self._verdict_ids)
     lps, greedy = np.zeros((len(rows), n_ids)), np.zeros((len(rows),), np.int64)
-    for idx, tokens, mask in self._chunks(rows):
-      lp, top = _verdict_logprobs(params, jnp.asarray(tokens), jnp.asarray(mask),
-                                  jnp.asarray(self._verdict_ids), config=self.model.config)
-      lps[idx] = np.asarray(lp)[:len(idx)]
-      greedy[idx] = np.asarray(top)[:len(idx)]
-      self._tokens += int(mask[:len(idx)].sum())
+    lp = shared_prefix_length(rows, 64) if self.prefix_cache else 0
+    prefix = jnp.asarray([rows[0][:lp]], jnp.int32)
+    for idx, tokens, mask in self._chunks([r[lp:] for r in rows]):
+      if lp:
+        out = _verdict_logprobs_prefixed(params, prefix, jnp.asarray(tokens), jnp.asarray(mask),
+                                         jnp.asarray(self._verdict_ids),
+                                         config=self.model.config)
+      else:
+        out = _verdict_logprobs(params, jnp.asarray(tokens), jnp.asarray(mask),
+                                jnp.asarray(self._verdict_ids), config=self.model.config)
+      lps[idx] = np.asarray(out[0])[:len(idx)]
+      greedy[idx] = np.asarray(out[1])[:len(idx)]
+      self._tokens += int(mask[:len(idx)].sum()) + lp * len(idx)
     return lps, greedy
 
   def _generate(self, params, rows: List[List[int]]) -> List[str]:

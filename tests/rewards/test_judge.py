@@ -78,8 +78,11 @@ def test_yes_no_score_is_the_verdict_distribution_of_one_forward_pass(random_mod
   judge = judge_lib.Judge(random_model, **SMALL)
   batch = items(5)  # two chunks of 4 rows, the second padded by repetition
   got = judge.score(batch)
-  # Reference: the full logits of right-padded rows (left padding is the judge's business).
   rows = [tok(judge.render(item), add_special_tokens=False)["input_ids"] for item in batch]
+  assert judge_lib.shared_prefix_length(rows, 64) >= 128  # the shared prefix is read once
+  np.testing.assert_allclose(
+      judge_lib.Judge(random_model, prefix_cache=False, **SMALL).score(batch), got, rtol=1e-4)
+  # Reference: the full logits of right-padded rows (left padding is the judge's business).
   tokens = np.zeros((len(rows), 512), np.int32)
   for i, ids in enumerate(rows):
     tokens[i, :len(ids)] = ids
@@ -95,6 +98,13 @@ def test_yes_no_score_is_the_verdict_distribution_of_one_forward_pass(random_mod
   metrics = judge.pop_metrics()
   assert metrics["judge/items"] == 5 and metrics["judge/cache_hits"] == 0
   assert metrics["judge/parse_failures"] == 0 and metrics["judge/tokens_per_s"] > 0
+
+
+def test_shared_prefix_leaves_every_row_a_token_and_rounds_down():
+  assert judge_lib.shared_prefix_length([[1, 2, 3], [1, 2, 4]], 1) == 2
+  assert judge_lib.shared_prefix_length([[1, 2], [1, 2, 3]], 1) == 1
+  assert judge_lib.shared_prefix_length([list(range(100))] * 2, 64) == 64
+  assert judge_lib.shared_prefix_length([[5] * 50, [5] * 60], 64) == 0
 
 
 def test_cache_reuses_verdicts_keyed_by_content_and_version(random_model):
