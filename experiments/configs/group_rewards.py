@@ -39,7 +39,9 @@ METHODS = {
     "verpo": ("grpo", "replace", {"verpo": dict(lam=1.0)}),
     "verifree": ("verifree", "replace", {"verifree": dict(delimiter=DELIMITER,
                                                           template=TEMPLATE)}),
-    "rlpr": ("grpo", "replace", {"rlpr": dict(delimiter=DELIMITER, template=TEMPLATE)}),
+    # The filter's start is a field of its own, to override from flags (small models: lower).
+    "rlpr": ("grpo", "replace", {"rlpr": dict(delimiter=DELIMITER, template=TEMPLATE,
+                                              std_threshold=0.5)}),
     "logprob": ("grpo", "replace", {"logprob": dict(delimiter=DELIMITER, template=TEMPLATE)}),
     # SAR: R = R_verifiable + 0.2 R_SA (the paper's reward_factors [1, 0.2]).
     "sar": ("grpo", "add", {"sar": dict(weight=0.2)}),
