@@ -72,8 +72,10 @@ class PolicyHandle(group_lib.PolicyScorer):
 
   MIN_LENGTH = 8
 
-  def __init__(self, ctx: base.StepContext, rows: int, stream_id: int):
+  def __init__(self, ctx: base.StepContext, rows: int, stream_id: int, first_chunk: int = 0):
     self.ctx, self.rows, self.stream_id = ctx, rows, stream_id
+    # Generation chunks count on across the step's rounds: no two rounds share a key.
+    self.next_chunk = first_chunk
     self.sampler = ctx.run.sampler
     self.tokenizer = self.sampler.tokenizer
     self.calls = 0
@@ -115,10 +117,11 @@ class PolicyHandle(group_lib.PolicyScorer):
   def sample(self, prompts: Sequence[Any], num_samples: int) -> List[List[str]]:
     chunk = self.rows // num_samples if self.rows % num_samples == 0 else len(prompts)
     texts: List[str] = []
-    for c, start in enumerate(range(0, len(prompts), chunk)):
+    for start in range(0, len(prompts), chunk):
       part, real = text_sampler.pad_by_repetition(
           [types.SimpleNamespace(prompt=q) for q in prompts[start:start + chunk]], chunk)
-      key = prng.stage_key(self.ctx.sample_key, self.ctx.step, self.stream_id, c)
+      key = prng.stage_key(self.ctx.sample_key, self.ctx.step, self.stream_id, self.next_chunk)
+      self.next_chunk += 1
       _, out = self.sampler.sample(self.ctx.params, part, key, num_samples=num_samples)
       texts += out[:real * num_samples]
     return [texts[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
@@ -194,14 +197,18 @@ class GroupRewards(base.Stage):
     self.missing = settings["missing"]
     self.failure_reward = float(settings["failure_reward"])
     self.rows = run.num_prompts * run.group_size
+    self._chunks = (-1, 0)  # (step, generation chunks its rounds have drawn)
     self.scores_all_positions = any(getattr(f.fn, "scores_all_positions", False)
                                     for f in self.functions)
 
   def __call__(self, ctx: base.StepContext, group: base.GroupBatch
                ) -> Tuple[base.GroupBatch, base.Metrics]:
-    policy = PolicyHandle(ctx, self.rows, self.stream_id)
+    if ctx.step != self._chunks[0]:
+      self._chunks = (ctx.step, 0)
+    policy = PolicyHandle(ctx, self.rows, self.stream_id, first_chunk=self._chunks[1])
     batch = reward_batch(ctx, group, policy)
     out = group_lib.compute_group_rewards(self.functions, batch, missing=self.missing)
+    self._chunks = (ctx.step, policy.next_chunk)
     rewards, failed = group_lib.combine_with_verifier(
         batch.verifier_rewards, out, mode=self.combine, verifier_weight=self.verifier_weight,
         failure_reward=self.failure_reward)
