@@ -9,13 +9,17 @@ Submodules are imported on first attribute access, so ``import rlvr_jax.rewards`
   killing per-item timeout, for any host-side verifier.
 * :mod:`rlvr_jax.rewards.registry` and :mod:`rlvr_jax.rewards.verifiers`: verifiers by name, and
   the standard ones (exact, answer tag, boxed, GSM8K, math).
+* :mod:`rlvr_jax.rewards.judge` and its companions (``judge_parsers``, ``judge_defenses``,
+  ``judge_hostile``, ``judge_rewards``, ``judge_group``): LLM judges, their defences against
+  judge hacking, and the rubric rewards built on them (``docs/judges.md``).
 """
 
 import importlib
 
 _SUBMODULES = ("math", "workers", "sandbox", "code", "functions", "format", "shaping", "combine",
                "rubric", "pseudo_labels", "trust", "noisy", "likelihood", "registry",
-               "verifiers", "checklist", "meta_reasoning", "tiered", "process")
+               "verifiers", "checklist", "meta_reasoning", "tiered", "process", "judge",
+               "judge_parsers", "judge_defenses", "judge_hostile", "judge_rewards", "judge_group")
 
 
 def __getattr__(name):
