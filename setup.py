@@ -47,8 +47,9 @@ EXTRAS = {
     "parquet": ["pyarrow"],
     "plot": ["matplotlib"],
     "notebooks": ["jupyter", "nbclient", "nbformat", "ipykernel", "matplotlib"],
-    # benchmarks/verifier.py compares against math-verify when it is installed.
-    "bench": ["math-verify"],
+    # benchmarks/verifier.py compares against math-verify when it is installed; benchmarks/vs_trl.py
+    # runs TRL's GRPOTrainer (pinned: its defaults and per-step work are what the numbers describe).
+    "bench": ["math-verify", "trl==1.16.0"],
 }
 
 setuptools.setup(
