@@ -74,9 +74,10 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
                            "TRL's bf16 autocast, rlvr_jax's model.dtype).")
 _DEVICE = flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where both trainers run.")
 _ONE_THREAD = flags.DEFINE_bool(
-    "one_thread", False, "CPU: one compute thread each (OMP_NUM_THREADS=1 for torch, XLA's "
-    "single-threaded Eigen), for a machine other jobs share: torch's OpenMP threads slow down "
-    "many-fold when the cores are oversubscribed.")
+    "one_thread", False, "CPU: each trainer pinned to the last core with one torch thread "
+    "(OMP_NUM_THREADS=1) and XLA's single-threaded Eigen, for a machine other jobs share: "
+    "torch's OpenMP threads slow down many-fold when the cores are oversubscribed, and XLA's "
+    "CPU runtime uses more than one thread even with those flags.")
 _OVERRIDES = flags.DEFINE_multi_string("override", [],
                                        "key=value for the rlvr_jax config (Python literal).")
 _OUT = flags.DEFINE_string("out", "", "Also write the JSON here.")
@@ -406,7 +407,11 @@ def main(argv):
     argv = [sys.executable, os.path.abspath(__file__), f"--child={name}", f"--result={path}"]
     argv += [a for a in sys.argv[1:] if not a.startswith(("--child", "--result"))]
     load_before = os.getloadavg()
-    subprocess.run(argv, check=True, env=_child_env())
+    pin = None
+    if _ONE_THREAD.value:
+      core = max(os.sched_getaffinity(0))
+      pin = lambda core=core: os.sched_setaffinity(0, {core})
+    subprocess.run(argv, check=True, env=_child_env(), preexec_fn=pin)
     with open(path) as f:
       results[name] = json.load(f)
     results[name]["load_average_before_after"] = [load_before[0], os.getloadavg()[0]]
