@@ -63,9 +63,9 @@ def rollout_logprobs_exact(model_dtype: str, *, top_p: Optional[float], top_k: O
   to ``"float32"``/``"highest"``: GPUs run float32 matmuls as TF32 and TPUs as bfloat16 by
   default), plain temperature sampling (top-k/top-p log-probs are those of the truncated
   distribution) and no LoRA dropout (the update's forward pass drops adapter units, the
-  sampler's does not). Measured on SmolLM2-135M-Instruct, 543-570 sampled tokens
-  (``docs/training.md``, *Efficiency*): float32 on a CPU, at most 3.6e-5 apart; bfloat16, 0.027
-  on average and up to 0.21 (a PPO ratio up to 23% off, beyond ε = 0.2).
+  sampler's does not). Measured on SmolLM2-135M-Instruct (``benchmarks/vs_trl.py
+  --which=logprob_gap``, 888 and 1119 sampled tokens): float32 on a CPU, at most 3.2e-5 apart;
+  bfloat16, 0.026 on average and up to 0.26 (a PPO ratio up to 29% off, beyond ε = 0.2).
   """
   if model_dtype != "float32" or top_p is not None or top_k is not None or lora_dropout:
     return False
