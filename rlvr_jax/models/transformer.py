@@ -23,8 +23,12 @@ recompilation per length:
   attends to valid slots ``<= cache_index + i``. ``cache_index`` may be a traced scalar.
 
 Layers are stacked with ``nn.scan`` (parameters carry a leading ``[L]`` axis), so compile time does
-not grow with depth; the KV cache ``[L, B, S, KV, Dh]`` travels in the scan carry and each layer
-writes only its new slots in place.
+not grow with depth; the KV cache ``[L, B, KV, S, Dh]`` travels in the scan carry and each layer
+writes only its new slots in place. The cache is head-major (a head's slots contiguous), so the
+attention's batched products read it as stored, with no per-step transpose of the whole cache.
+Decoding loops run `apply_unrolled` instead: one step over per-layer params and per-layer caches
+(`unstack_layers`, `split_cache`), which neither slices the stacked weights nor copies a layer's
+cache out of the stack at every step.
 
 Parameters are the plain ``params`` collection (a nested dict):
 ``embed/embedding [V, D]``, ``layers/{input_norm,post_attn_norm}/scale [L, D]``,
@@ -64,8 +68,9 @@ class KVCache:
   """Static key/value cache of every layer.
 
   Attributes:
-    k: ``[L, B, S, KV, Dh]`` keys after RoPE (and q/k norm), compute dtype.
-    v: ``[L, B, S, KV, Dh]`` values, compute dtype.
+    k: ``[L, B, KV, S, Dh]`` keys after RoPE (and q/k norm), compute dtype; ``[B, KV, S, Dh]``
+      in the per-layer caches of `split_cache`.
+    v: values, shaped as ``k``.
   """
 
   k: Array
@@ -80,7 +85,7 @@ def init_cache(config: ModelConfig, batch_size: int, max_length: int) -> KVCache
   if batch_size <= 0 or max_length <= 0:
     raise ValueError(f"batch_size and max_length must be positive, got {batch_size}, "
                      f"{max_length}")
-  shape = (config.num_layers, batch_size, max_length, config.num_kv_heads, config.head_dim)
+  shape = (config.num_layers, batch_size, config.num_kv_heads, max_length, config.head_dim)
   return KVCache(k=jnp.zeros(shape, config.compute_dtype), v=jnp.zeros(shape, config.compute_dtype))
 
 
@@ -229,14 +234,22 @@ class Attention(nn.Module):
       k = RMSNorm(name="k_norm", **norm)(k)
     q = _apply_rope(q, cos, sin)
     k = _apply_rope(k, cos, sin)
+    keys = "bskd"  # The layout of k and v below: fresh projections are [B, T, KV, Dh].
     if kv is not None:
       k_all, v_all = kv
       zero = jnp.zeros((), jnp.int32)
-      start = (layer, zero, cache_index, zero, zero)
-      k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), start)
-      v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), start)
-      k = jax.lax.dynamic_index_in_dim(k_all, layer, axis=0, keepdims=False)
-      v = jax.lax.dynamic_index_in_dim(v_all, layer, axis=0, keepdims=False)
+      k, v = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)  # [B, KV, T, Dh], the cache's layout.
+      keys = "bksd"
+      if layer is None:  # This layer's own cache [B, KV, S, Dh] (`apply_unrolled`).
+        start = (zero, zero, cache_index, zero)
+        k = k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype), start)
+        v = v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype), start)
+      else:  # Every layer's cache [L, B, KV, S, Dh] in the scan carry.
+        start = (layer, zero, zero, cache_index, zero)
+        k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), start)
+        v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), start)
+        k = jax.lax.dynamic_index_in_dim(k_all, layer, axis=0, keepdims=False)
+        v = jax.lax.dynamic_index_in_dim(v_all, layer, axis=0, keepdims=False)
       kv = (k_all, v_all)
     b, t = q.shape[:2]
     if kv_lengths is not None:
@@ -244,12 +257,12 @@ class Attention(nn.Module):
       out = _dense(cfg.hidden_size, "o_proj", cfg, cfg.attention_out_bias, axis=(-2, -1))(out)
       return out, kv
     q = q.reshape(b, t, kvh, h // kvh, dh)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype),
+    scores = jnp.einsum(f"btkgd,{keys}->bkgts", q, k.astype(q.dtype),
                         preferred_element_type=jnp.float32) * (dh ** -0.5)
     # A fully masked row (a padding query) gets a uniform distribution rather than NaN.
     scores = jnp.where(allowed[:, None, None], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(cfg.compute_dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(cfg.compute_dtype))
+    out = jnp.einsum(f"bkgts,{keys}->btkgd", probs, v.astype(cfg.compute_dtype))
     out = out.reshape(b, t, h, dh)
     out = _dense(cfg.hidden_size, "o_proj", cfg, cfg.attention_out_bias, axis=(-2, -1))(out)
     return out, kv
@@ -303,7 +316,7 @@ class DecoderBlock(nn.Module):
                                                 allowed, kv, layer, cache_index, kv_lengths)
     x = x + attn_out
     x = x + MLP(cfg, name="mlp")(RMSNorm(name="post_attn_norm", **norm)(x))
-    return (x, kv, layer + 1), None
+    return (x, kv, None if layer is None else layer + 1), None
 
 
 def _check_inputs(tokens, positions, attention_mask, cache, cache_index):
@@ -322,9 +335,9 @@ def _check_inputs(tokens, positions, attention_mask, cache, cache_index):
       raise ValueError("a cache needs cache_index (the first slot the new tokens go to)")
     if cache.k.shape[1] != b:
       raise ValueError(f"cache batch {cache.k.shape[1]} != tokens batch {b}")
-    if t > cache.k.shape[2]:
-      raise ValueError(f"{t} new tokens do not fit a cache of {cache.k.shape[2]} slots")
-    expected = (b, cache.k.shape[2])
+    if t > cache.k.shape[3]:
+      raise ValueError(f"{t} new tokens do not fit a cache of {cache.k.shape[3]} slots")
+    expected = (b, cache.k.shape[3])
   if attention_mask.shape != expected or attention_mask.dtype != jnp.bool_:
     raise ValueError(f"attention_mask must be bool {expected} "
                      f"({'[B, T]' if cache is None else '[B, S] over cache slots'}), got "
@@ -371,17 +384,14 @@ class Transformer(nn.Module):
       kv_lengths = jnp.maximum(jnp.sum(attention_mask, axis=1, dtype=jnp.int32), 1)
       tokens, positions = _roll_rows(tokens, shift), _roll_rows(positions, shift)
     if cache is None:
-      q_slot = jnp.arange(t)
-      k_slot = jnp.arange(t)
       kv = None
       cache_index = jnp.zeros((), jnp.int32)
     else:
       cache_index = jnp.asarray(cache_index, jnp.int32)
-      q_slot = cache_index + jnp.arange(t)
-      k_slot = jnp.arange(cache.k.shape[2])
       kv = (cache.k, cache.v)
     allowed = None if flash else (
-        (k_slot[None, :] <= q_slot[:, None])[None] & attention_mask[:, None, :])
+        _allowed(attention_mask, t) if cache is None
+        else _allowed(attention_mask, t, cache_index))
     cos, sin = _rope_tables(cfg, positions)
 
     embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype,
@@ -408,6 +418,83 @@ class Transformer(nn.Module):
     if return_hidden:
       return hidden, new_cache
     return _project_logits(hidden, weight, cfg.tie_word_embeddings, cfg.compute_dtype), new_cache
+
+
+def _allowed(attention_mask: Array, t: int, cache_index: Optional[Array] = None) -> Array:
+  """``[B, T, S]`` bool: the query at slot ``cache_index + i`` may read key slot ``s`` when
+  ``s <= cache_index + i`` and ``attention_mask[b, s]`` (without a cache, ``cache_index = 0`` and
+  ``S = T``)."""
+  q_slot = jnp.arange(t) if cache_index is None else cache_index + jnp.arange(t)
+  k_slot = jnp.arange(attention_mask.shape[1])
+  return (k_slot[None, :] <= q_slot[:, None])[None] & attention_mask[:, None, :]
+
+
+def unstack_layers(params: Params) -> Tuple[Params, ...]:
+  """The stacked ``params["layers"]`` as one tree per layer: layer ``i``'s leaves ``x[i]``.
+
+  These are the slices ``nn.scan`` takes at each layer (quantised kernels and LoRA leaves
+  included). Made once before a decoding loop, they cost one copy of the layer weights for the
+  loop's duration, and spare every step the per-layer slicing of the stack, which copies each
+  layer's weights again on every step (measured on a CPU: 95 -> 73 ms per SmolLM2-135M step of
+  16 rows, `benchmarks/rollout.py`).
+  """
+  layers = params["layers"]
+  num_layers = jax.tree.leaves(layers)[0].shape[0]
+  return tuple(jax.tree.map(lambda x, i=i: x[i], layers) for i in range(num_layers))
+
+
+def split_cache(cache: KVCache) -> Tuple[KVCache, ...]:
+  """A stacked cache ``[L, B, KV, S, Dh]`` as ``L`` per-layer caches ``[B, KV, S, Dh]``."""
+  return tuple(KVCache(k=cache.k[i], v=cache.v[i]) for i in range(cache.k.shape[0]))
+
+
+def stack_cache(caches: Tuple[KVCache, ...]) -> KVCache:
+  """The inverse of `split_cache`."""
+  return KVCache(k=jnp.stack([c.k for c in caches]), v=jnp.stack([c.v for c in caches]))
+
+
+def apply_unrolled(params: Params, layers: Tuple[Params, ...], config: ModelConfig,
+                   tokens: Array, positions: Array, attention_mask: Array,
+                   caches: Tuple[KVCache, ...], cache_index: Array
+                   ) -> Tuple[Array, Tuple[KVCache, ...]]:
+  """`Transformer` with a cache and ``return_hidden=True``, its layer loop unrolled.
+
+  The same computation, layer by layer (the tests check equal hidden states and caches), on
+  per-layer params (`unstack_layers`) and per-layer caches (`split_cache`), so that a decoding
+  loop's carry holds each layer's cache as its own buffer: a step then updates them in place and
+  the attention reads them where they are. The compiled step grows with depth, which is why the
+  trainer's forward passes keep the layer scan.
+
+  Args:
+    params: the model's ``params`` (its ``embed``, ``final_norm`` and head are read here).
+    layers: `unstack_layers` of the same params.
+    config: the model config.
+    tokens, positions: ``[B, T]`` int.
+    attention_mask: ``[B, S]`` bool over the cache slots, as for `Transformer` with a cache.
+    caches: ``L`` per-layer caches ``[B, KV, S, Dh]``.
+    cache_index: the first slot the ``T`` new keys/values go to (may be traced).
+
+  Returns:
+    ``(hidden [B, T, D] final-normed, compute dtype; updated per-layer caches)``.
+  """
+  cfg = config
+  if len(layers) != cfg.num_layers or len(caches) != cfg.num_layers:
+    raise ValueError(f"{len(layers)} layer params and {len(caches)} caches for a model of "
+                     f"{cfg.num_layers} layers")
+  _check_inputs(tokens, positions, attention_mask,
+                KVCache(k=caches[0].k[None], v=caches[0].v[None]), cache_index)
+  cache_index = jnp.asarray(cache_index, jnp.int32)
+  allowed = _allowed(attention_mask, tokens.shape[1], cache_index)
+  cos, sin = _rope_tables(cfg, positions)
+  x = jnp.take(params["embed"]["embedding"].astype(cfg.compute_dtype), tokens, axis=0)
+  block = DecoderBlock(cfg)
+  new_caches = []
+  for layer_params, cache in zip(layers, caches):
+    (x, (k, v), _), _ = block.apply({"params": layer_params}, (x, (cache.k, cache.v), None),
+                                    cos, sin, allowed, cache_index, None)
+    new_caches.append(KVCache(k=k, v=v))
+  norm = RMSNorm(cfg.rms_norm_eps, cfg.compute_dtype, cfg.params_dtype)
+  return norm.apply({"params": params["final_norm"]}, x), tuple(new_caches)
 
 
 class _LMHead(nn.Module):

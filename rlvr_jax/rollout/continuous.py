@@ -10,11 +10,13 @@ OSDI 2022, and of vLLM/SGLang, here as a ``lax.while_loop`` with static shapes).
 
 Layout and memory.
 
-* Slot cache ``[L, K, S + N, KV, Dh]`` (``S`` = prompt bucket, ``N`` = ``max_new_tokens``): a row
+* Slot cache, one ``[K, KV, S + N, Dh]`` per layer (``S`` = prompt bucket, ``N`` =
+  ``max_new_tokens``; the decode step runs the layers unrolled,
+  `rlvr_jax.models.transformer.apply_unrolled`): a row
   in slot ``j`` keeps its prompt in columns ``[0, S)`` (left-padded, pads masked) and its ``t``-th
   completion token's input at column ``S - 1 + t``; the last column ``S + N - 1`` is a scratch
   column (below).
-* Prompt ring ``[L, R, S, KV, Dh]`` (``R = prefill_chunk`` prompts): prompts are prefilled ``R`` at a
+* Prompt ring ``[L, R, KV, S, Dh]`` (``R = prefill_chunk`` prompts): prompts are prefilled ``R`` at a
   time, in order, each exactly once whatever ``G`` is; a row's slot gets a copy of its prompt's
   keys/values when the row starts. Rows start in group-major order, so once a row of prompt
   ``p`` starts, no row of a prompt before ``p`` is pending, and the ring only ever holds the
@@ -35,7 +37,7 @@ a step's keys/values at one ``cache_index`` shared by the batch and lets a query
 ``<= cache_index``. Each step therefore writes at the scratch column (the last one, so every
 column is visible and the per-slot ``attention_mask`` alone decides what a slot attends to) and
 then moves each slot's new keys/values to that slot's own column ``S - 1 + t`` (one
-``[L, K, KV, Dh]`` scatter per step). The model code is the one the static engine and the
+``[K, KV, Dh]`` scatter per layer and step). The model code is the one the static engine and the
 trainer run, so LoRA adapters, quantised bases and every architecture option apply unchanged.
 
 Determinism, independent of scheduling. Completion token ``t`` of row ``r`` is drawn with the key
@@ -131,7 +133,7 @@ def sample_rows(processor: processors_lib.Processor, keys: Array, logits: Array,
     processed[i:i + 1])``, the static engine's draw on a one-row batch.
   """
   processed = processor(logits.astype(jnp.float32))
-  token = jax.vmap(jax.random.categorical)(keys, processed).astype(jnp.int32)
+  token = jax.vmap(processors_lib.categorical)(keys, processed)
   chosen = jnp.take_along_axis(processed, token[:, None], axis=-1)[:, 0]
   logprob = chosen - jax.nn.logsumexp(processed, axis=-1)
   entropy = processors_lib.log_softmax_and_entropy(processed)[1] if return_entropy else None
@@ -154,6 +156,7 @@ def _engine(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, row
   b = num_prompts * g
   m = s + n  # Slot columns; column m - 1 is the scratch column.
   model = transformer_lib.Transformer(config)
+  layers = transformer_lib.unstack_layers(params)
   prompt_tokens = prompt_tokens.astype(jnp.int32)
   prompt_mask = prompt_mask.astype(bool)
   prompt_lengths = prompt_mask.sum(axis=1, dtype=jnp.int32)
@@ -181,14 +184,17 @@ def _engine(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, row
     i = p - st["ring_chunk"] * r
     zero = jnp.int32(0)
 
-    def put(slot_buf, ring_buf):
-      piece = jax.lax.dynamic_index_in_dim(ring_buf, i, axis=1, keepdims=True)
-      return jax.lax.dynamic_update_slice(slot_buf, piece, (zero, j, zero, zero, zero))
+    def put(slot_buf, ring_buf):  # [K, KV, M, Dh] <- prompt i's [KV, S, Dh] at columns [0, S).
+      piece = jax.lax.dynamic_index_in_dim(ring_buf, i, axis=0, keepdims=True)
+      return jax.lax.dynamic_update_slice(slot_buf, piece, (j, zero, zero, zero))
 
-    cache, ring = st["cache"], st["ring"]
+    ring = st["ring"]
+    caches = tuple(
+        transformer_lib.KVCache(k=put(c.k, ring.k[layer]), v=put(c.v, ring.v[layer]))
+        for layer, c in enumerate(st["cache"]))
     return dict(
         st,
-        cache=transformer_lib.KVCache(k=put(cache.k, ring.k), v=put(cache.v, ring.v)),
+        cache=caches,
         row=st["row"].at[j].set(row),
         t=st["t"].at[j].set(0),
         active=st["active"].at[j].set(True),
@@ -220,12 +226,12 @@ def _engine(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, row
     # scratch column holding this step's input.
     prompt_part = jnp.pad(st["prompt_mask"][:, :s - 1], ((0, 0), (0, m - s + 1)))
     mask = (prompt_part | ((k_col >= s - 1) & (k_col < column[:, None]))) | (k_col == m - 1)
-    hidden, cache = model.apply({"params": params}, st["last"][:, None],
-                                (st["prompt_length"] - 1 + t)[:, None], mask, cache=st["cache"],
-                                cache_index=jnp.int32(m - 1), return_hidden=True)
+    hidden, caches = transformer_lib.apply_unrolled(
+        params, layers, config, st["last"][:, None], (st["prompt_length"] - 1 + t)[:, None],
+        mask, st["cache"], jnp.int32(m - 1))
     slots = jnp.arange(k)
-    move = lambda x: x.at[:, slots, column].set(x[:, :, m - 1])
-    cache = transformer_lib.KVCache(k=move(cache.k), v=move(cache.v))
+    move = lambda x: x.at[slots, :, column].set(x[:, :, m - 1])  # [K, KV, M, Dh] per layer.
+    cache = tuple(transformer_lib.KVCache(k=move(c.k), v=move(c.v)) for c in caches)
     logits = transformer_lib.unembed(params, config, hidden[:, 0])
     token, logprob, entropy = sample_rows(processor, row_keys(rng, row_offset + row, t), logits,
                                           return_entropy)
@@ -259,7 +265,7 @@ def _engine(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, row
 
   zeros_k = jnp.zeros((k,), jnp.int32)
   state = dict(
-      cache=transformer_lib.init_cache(config, k, m),
+      cache=transformer_lib.split_cache(transformer_lib.init_cache(config, k, m)),
       ring=transformer_lib.init_cache(config, r, s),
       ring_chunk=jnp.int32(-1), prefilled=jnp.int32(0), prefill_calls=jnp.int32(0),
       next_row=jnp.int32(0), steps=jnp.int32(0),

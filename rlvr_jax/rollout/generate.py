@@ -12,8 +12,10 @@ once per (``P``, ``S``, ``G``, ``N``) shape and static sampling settings (proces
 entropy, force-full-length); prompt contents, the PRNG key, the params' values and the stop ids
 (padded to a multiple of 8) never retrace. The prefill runs on the ``P`` distinct prompts and its
 cache is repeated ``G`` times, so a group costs one prefill. The decode loop makes no host sync
-besides the loop predicate, updates the cache in place (the model writes with
-``dynamic_update_slice`` inside the loop carry) and exits as soon as every sequence has stopped.
+besides the loop predicate and exits as soon as every sequence has stopped. Its step runs the
+layers unrolled (`rlvr_jax.models.transformer.apply_unrolled`) on per-layer weights, sliced from
+the stack once per call, and per-layer caches ``[B, KV, S + N, Dh]`` in the loop carry, which it
+updates in place; sampling is the Gumbel-max draw of `processors.categorical`.
 
 Sharding (``mesh=``, rules in `rlvr_jax.rollout.sharding`). The ``P`` prompts are split over the
 mesh's ``("data", "fsdp")`` devices, so each device prefills its own prompts and the prompt-major
@@ -156,8 +158,7 @@ def _stop_id_array(stop_token_ids: Sequence[int]) -> np.ndarray:
 def _sample(processor, rng, step, logits, return_entropy):
   """Samples one token per row from ``softmax(processor(logits))``; its log-prob and entropy."""
   processed = processor(logits.astype(jnp.float32))
-  token = jax.random.categorical(jax.random.fold_in(rng, step), processed, axis=-1)
-  token = token.astype(jnp.int32)
+  token = processors_lib.categorical(jax.random.fold_in(rng, step), processed)
   chosen = jnp.take_along_axis(processed, token[:, None], axis=-1)[:, 0]
   logprob = chosen - jax.nn.logsumexp(processed, axis=-1)
   entropy = processors_lib.log_softmax_and_entropy(processed)[1] if return_entropy else None
@@ -202,7 +203,11 @@ def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, *, config, num_
     return out.reshape(x.shape[:axis] + (x.shape[axis] * g,) + x.shape[axis + 1:])
 
   logits = rows(repeat(logits, 0))
-  cache = kv(jax.tree.map(lambda x: repeat(x, 1), cache))  # KVCache leaves: [L, B, S, KV, Dh].
+  cache = jax.tree.map(lambda x: repeat(x, 1), cache)  # KVCache leaves: [L, B, KV, S, Dh].
+  # The decode loop runs the layers unrolled on per-layer weights and caches
+  # (`transformer.apply_unrolled`): no per-step slicing of the stacked weights or caches.
+  caches = kv(transformer_lib.split_cache(cache))
+  layers = transformer_lib.unstack_layers(params)
   cache_mask, prompt_lengths = rows((repeat(cache_mask, 0),
                                      repeat(prompt_mask.sum(axis=1, dtype=jnp.int32), 0)))
 
@@ -236,18 +241,18 @@ def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, *, config, num_
     return (t < n) & ~jnp.all(outputs[-1])
 
   def body(carry):
-    t, last, cache, outputs = carry
+    t, last, caches, outputs = carry
     # Feed token t-1 (slot S+t-1, position prompt_length+t-1) and sample token t.
-    hidden, cache = model.apply({"params": params}, last[:, None],
-                                (prompt_lengths + t - 1)[:, None], cache_mask, cache=cache,
-                                cache_index=s + t - 1, return_hidden=True)
+    hidden, caches = transformer_lib.apply_unrolled(
+        params, layers, config, last[:, None], (prompt_lengths + t - 1)[:, None], cache_mask,
+        caches, s + t - 1)
     logits = sharding_lib.constrain_logits(
         transformer_lib.unembed(params, config, hidden[:, 0]), mesh)
     token, logprob, entropy = _sample(processor, rng, t, logits, return_entropy)
     token, outputs = record(t, token, logprob, entropy, outputs)
-    return t + 1, token, kv(cache), outputs
+    return t + 1, token, kv(caches), outputs
 
-  _, _, _, outputs = jax.lax.while_loop(cond, body, (jnp.int32(1), token, cache, outputs))
+  _, _, _, outputs = jax.lax.while_loop(cond, body, (jnp.int32(1), token, caches, outputs))
   tokens, logprobs, entropies, lengths, done = outputs
   return types.Rollout(
       prompt_tokens=rows(repeat(prompt_tokens, 0)),

@@ -46,6 +46,7 @@ import numpy as np
 from rlvr_jax.envs import base as envs_base
 from rlvr_jax.envs import chat
 from rlvr_jax.models import transformer as transformer_lib
+from rlvr_jax.rollout import processors as processors_lib
 from rlvr_jax.rollout import generate as generate_lib
 from rlvr_jax.rollout import processors as processors_lib
 
@@ -139,7 +140,7 @@ def _prefill_prompts(params, prompt_tokens, prompt_mask, *, config, num_slots, r
   logits = transformer_lib.unembed(params, config, hidden[:, -1])
   repeat = lambda x, axis: jnp.repeat(x, repeats, axis=axis,
                                       total_repeat_length=x.shape[axis] * repeats)
-  cache = jax.tree.map(lambda x: repeat(x, 1), cache)  # KVCache leaves are [L, B, S, KV, Dh].
+  cache = jax.tree.map(lambda x: repeat(x, 1), cache)  # KVCache leaves are [L, B, KV, S, Dh].
   lengths = prompt_mask.sum(axis=1, dtype=jnp.int32)
   return cache, repeat(cache_mask, 0), repeat(logits, 0), repeat(lengths, 0)
 
@@ -161,7 +162,8 @@ def _decode_turn(params, cache, cache_mask, slot, positions, logits, budget, rng
   """
   b = logits.shape[0]
   window = stop_seqs.shape[1]
-  model = transformer_lib.Transformer(config)
+  # Layers unrolled on per-layer weights and caches, as in `rlvr_jax.rollout.generate`.
+  layers = transformer_lib.unstack_layers(params)
   seq_used = jnp.any(stop_seqs >= 0, axis=1)
 
   def cond(carry):
@@ -169,10 +171,9 @@ def _decode_turn(params, cache, cache_mask, slot, positions, logits, budget, rng
     return (t < max_new) & jnp.any(~done)
 
   def body(carry):
-    t, cache, cache_mask, logits, done, n, recent, tokens, logprobs = carry
+    t, caches, cache_mask, logits, done, n, recent, tokens, logprobs = carry
     processed = processor(logits.astype(jnp.float32))
-    token = jax.random.categorical(jax.random.fold_in(rng, t), processed, axis=-1)
-    token = token.astype(jnp.int32)
+    token = processors_lib.categorical(jax.random.fold_in(rng, t), processed)
     logprob = (jnp.take_along_axis(processed, token[:, None], axis=-1)[:, 0]
                - jax.nn.logsumexp(processed, axis=-1))
     running = ~done
@@ -185,18 +186,20 @@ def _decode_turn(params, cache, cache_mask, slot, positions, logits, budget, rng
     stop = jnp.any(token[:, None] == stop_ids[None], axis=-1) | jnp.any(seq_hit & seq_used, -1)
     # Feed the token: the cache must hold the whole turn before an observation follows it.
     column = jax.lax.dynamic_update_slice(cache_mask, running[:, None], (0, slot + t))
-    hidden, cache = model.apply({"params": params}, token[:, None], (positions + t)[:, None],
-                                column, cache=cache, cache_index=slot + t, return_hidden=True)
+    hidden, caches = transformer_lib.apply_unrolled(
+        params, layers, config, token[:, None], (positions + t)[:, None], column, caches,
+        slot + t)
     fed = transformer_lib.unembed(params, config, hidden[:, 0])
     logits = jnp.where(running[:, None], fed, logits)
     done = done | (running & (stop | (t + 1 >= budget)))
-    return t + 1, cache, column, logits, done, n, recent, tokens, logprobs
+    return t + 1, caches, column, logits, done, n, recent, tokens, logprobs
 
-  init = (jnp.int32(0), cache, cache_mask, logits, budget <= 0, jnp.zeros((b,), jnp.int32),
+  init = (jnp.int32(0), transformer_lib.split_cache(cache), cache_mask, logits, budget <= 0, jnp.zeros((b,), jnp.int32),
           jnp.full((b, window), -2, jnp.int32), jnp.full((b, max_new), pad_token_id, jnp.int32),
           jnp.zeros((b, max_new), jnp.float32))
-  steps, cache, cache_mask, logits, _, n, _, tokens, logprobs = jax.lax.while_loop(
+  steps, caches, cache_mask, logits, _, n, _, tokens, logprobs = jax.lax.while_loop(
       cond, body, init)
+  cache = transformer_lib.stack_cache(caches)
   return tokens, logprobs, n, cache, cache_mask, logits, steps
 
 

@@ -9,7 +9,7 @@ weights where the update keeps them:
   the partition rules fall back for a dimension an axis does not divide.
 * **params**: :mod:`rlvr_jax.models.partition`'s rules (tensor-parallel heads, ``F`` and ``V``
   over ``tensor``, the width over ``fsdp``); params already placed so stay where they are.
-* **KV cache** ``[L, B, S, KV, Dh]``: rows as above, KV heads over ``tensor`` when it divides
+* **KV cache** ``[L, B, KV, S, Dh]``: rows as above, KV heads over ``tensor`` when it divides
   them (:func:`cache_spec`), matching the k/v projections' output heads.
 
 Placement from the host (:func:`put`) works in one process and across processes: with a mesh
@@ -57,14 +57,14 @@ def row_sharding(mesh: Mesh, num_rows: int) -> NamedSharding:
 
 
 def cache_spec(mesh: Mesh, num_rows: int, num_kv_heads: int) -> PartitionSpec:
-  """``PartitionSpec`` of a KV cache leaf ``[L, B, S, KV, Dh]``: ``B`` as :func:`row_spec`, the
+  """``PartitionSpec`` of a KV cache leaf ``[L, B, KV, S, Dh]``: ``B`` as :func:`row_spec`, the
   KV heads over ``tensor`` when it divides them (else replicated), layers, slots and ``Dh``
   replicated."""
   rows = tuple(row_spec(mesh, num_rows))
   rows = rows[0] if rows else None
   tensor = mesh.shape.get(TENSOR_AXIS, 1)
   heads = TENSOR_AXIS if tensor > 1 and num_kv_heads % tensor == 0 else None
-  return PartitionSpec(None, rows, None, heads, None)
+  return PartitionSpec(None, rows, heads, None, None)
 
 
 def cache_sharding(mesh: Mesh, num_rows: int, num_kv_heads: int) -> NamedSharding:
@@ -125,10 +125,16 @@ def constrain_logits(logits: Any, mesh: Optional[Mesh]) -> Any:
 
 
 def constrain_cache(cache: Any, mesh: Optional[Mesh]) -> Any:
-  """Inside a jit: a KV cache's leaves ``[L, B, S, KV, Dh]`` by :func:`cache_sharding`
-  (identity without a mesh)."""
+  """Inside a jit: a KV cache's leaves, stacked ``[L, B, KV, S, Dh]`` or one layer's
+  ``[B, KV, S, Dh]`` (`transformer.split_cache`), by :func:`cache_spec` (identity without a
+  mesh)."""
   if mesh is None:
     return cache
-  return jax.tree.map(
-      lambda x: jax.lax.with_sharding_constraint(
-          x, cache_sharding(mesh, x.shape[1], x.shape[3])), cache)
+
+  def constrain(x):
+    stacked = x if x.ndim == 5 else x[None]
+    spec = cache_spec(mesh, stacked.shape[1], stacked.shape[2])
+    spec = spec if x.ndim == 5 else PartitionSpec(*spec[1:])
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+  return jax.tree.map(constrain, cache)

@@ -10,6 +10,8 @@ import pytest
 
 from rlvr_jax.models import (KVCache, Transformer, init_cache, init_params, preset,
                              rope_inv_freq, unembed)
+from rlvr_jax.models.transformer import (apply_unrolled, split_cache, stack_cache,
+                                         unstack_layers)
 
 TINY = preset("tiny")
 
@@ -179,7 +181,7 @@ def test_cached_decoding_equals_uncached_forward(tiny_params):
                                                         cache_index=i))
   slots = 10
   cache = init_cache(TINY, 2, slots)
-  assert isinstance(cache, KVCache) and cache.k.shape == (2, 2, slots, 2, 16)
+  assert isinstance(cache, KVCache) and cache.k.shape == (2, 2, 2, slots, 16)  # [L, B, KV, S, Dh]
   prefill = 4
   cache_mask = jnp.zeros((2, slots), bool).at[:, :prefill].set(mask[:, :prefill])
   out, cache = step(tiny_params, tokens[:, :prefill], positions[:, :prefill], cache_mask, cache,
@@ -194,6 +196,36 @@ def test_cached_decoding_equals_uncached_forward(tiny_params):
   m = np.asarray(mask)
   np.testing.assert_allclose(np.asarray(cached)[m], np.asarray(full)[m], atol=1e-5)
   assert step._cache_size() == 2  # prefill shape + one decode shape
+
+
+@pytest.mark.parametrize("variant", ["llama", "qwen2", "qwen3_tied"])
+def test_unrolled_decoding_equals_the_layer_scan(tiny_params, variant):
+  """`apply_unrolled` on per-layer params and caches gives the scanned model's hidden states and
+  cache, prefill then decode steps, in float32 to rounding."""
+  cfg, params = (TINY, tiny_params) if variant == "llama" else _variant(tiny_params, variant)
+  rng = np.random.default_rng(5)
+  tokens, positions, mask = _left_padded_batch(rng, 2, 7, cfg.vocab_size, [0, 2])
+  model = Transformer(cfg)
+  slots, prefill = 9, 4
+  cache_mask = jnp.zeros((2, slots), bool).at[:, :prefill].set(mask[:, :prefill])
+  scanned = init_cache(cfg, 2, slots)
+  unrolled = split_cache(init_cache(cfg, 2, slots))
+  layers = unstack_layers(params)
+  assert len(layers) == cfg.num_layers and len(unrolled) == cfg.num_layers
+  step = jax.jit(functools.partial(apply_unrolled, config=cfg))
+  for start, stop in [(0, prefill)] + [(i, i + 1) for i in range(prefill, 7)]:
+    cache_mask = cache_mask.at[:, start:stop].set(mask[:, start:stop])
+    args = (tokens[:, start:stop], positions[:, start:stop], cache_mask)
+    want, scanned = model.apply({"params": params}, *args, cache=scanned,
+                                cache_index=jnp.int32(start), return_hidden=True)
+    got, unrolled = step(params, layers, tokens=args[0], positions=args[1],
+                         attention_mask=args[2], caches=unrolled, cache_index=jnp.int32(start))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+  stacked = stack_cache(unrolled)
+  np.testing.assert_allclose(stacked.k, scanned.k, atol=1e-5)
+  np.testing.assert_allclose(stacked.v, scanned.v, atol=1e-5)
+  with pytest.raises(ValueError, match="layer params"):
+    apply_unrolled(params, layers[:-1], cfg, *args, unrolled, jnp.int32(6))
 
 
 def test_return_hidden_and_unembed(tiny_params):

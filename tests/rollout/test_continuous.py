@@ -119,20 +119,25 @@ def test_mesh_shards_run_their_own_rows(tiny, prompts, free_run):
   assert int(stats.decode_steps) == 2 * N
 
 
-def _cache_like_shapes(jaxpr, layers, tail):
-  """Shapes ``[L, x, y, KV, Dh]`` of every array in a (nested) jaxpr."""
-  found = set()
+def _cache_like_shapes(jaxpr, layers, kv_heads, head_dim):
+  """``(rows, columns)`` of every array shaped like a stacked cache ``[L, rows, KV, columns, Dh]``
+  (key ``"stacked"``) or one layer's ``[rows, KV, columns, Dh]`` (key ``"layer"``) in a (nested)
+  jaxpr."""
+  found = {"stacked": set(), "layer": set()}
   for eqn in jaxpr.eqns:
     for var in eqn.outvars:
       shape = tuple(getattr(var.aval, "shape", ()))
-      if len(shape) == 5 and shape[0] == layers and shape[3:] == tail:
-        found.add(shape)
+      if len(shape) == 5 and shape[0] == layers and (shape[2], shape[4]) == (kv_heads, head_dim):
+        found["stacked"].add((shape[1], shape[3]))
+      if len(shape) == 4 and (shape[1], shape[3]) == (kv_heads, head_dim):
+        found["layer"].add((shape[0], shape[2]))
     for param in eqn.params.values():
       for p in (param if isinstance(param, (tuple, list)) else (param,)):
         if isinstance(p, jex.ClosedJaxpr):
           p = p.jaxpr
         if isinstance(p, jex.Jaxpr):
-          found |= _cache_like_shapes(p, layers, tail)
+          for key, shapes in _cache_like_shapes(p, layers, kv_heads, head_dim).items():
+            found[key] |= shapes
   return found
 
 
@@ -146,12 +151,12 @@ def test_kv_cache_is_sized_by_slots(tiny, prompts):
           processor=pr.default_chain(0.7), force_full_length=False,
           num_slots=SLOTS, prefill_chunk=2, config=config, mesh=None, **settings))(
               params, tokens, mask, KEY).jaxpr
-  s, l, tail = tokens.shape[1], config.num_layers, (config.num_kv_heads, config.head_dim)
-  shapes = _cache_like_shapes(jaxpr, l, tail)
-  # The slot cache and the ring of prefill_chunk = 2 prompts are there, and nothing larger: the
-  # static engine's [L, P * G, S + N, KV, Dh] cache would hold 8 rows.
-  assert (l, SLOTS, s + N) + tail in shapes and (l, 2, s) + tail in shapes
-  assert max(shape[1] * shape[2] for shape in shapes) == SLOTS * (s + N), shapes
+  s = tokens.shape[1]
+  shapes = _cache_like_shapes(jaxpr, config.num_layers, config.num_kv_heads, config.head_dim)
+  # The per-layer slot caches and the ring of prefill_chunk = 2 prompts are there, and nothing
+  # larger: the static engine's cache would hold P * G = 8 rows.
+  assert (SLOTS, s + N) in shapes["layer"] and (2, s) in shapes["stacked"], shapes
+  assert max(r * c for r, c in shapes["layer"] | shapes["stacked"]) == SLOTS * (s + N), shapes
 
 
 def test_bad_input(tiny, prompts):

@@ -135,3 +135,37 @@ def test_jit_and_bad_input():
     pr.top_k(2)(jnp.zeros((3,), jnp.float32))
   with pytest.raises(ValueError):
     pr.top_k(2)(jnp.zeros((1, 3), jnp.bfloat16))
+
+
+def test_first_argmax_is_jnp_argmax():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(6, 50)).astype(np.float32)
+  x[1, [3, 17]] = 9.0                      # a tie: the first wins
+  x[2, :] = -np.inf                        # all masked: index 0, as jnp.argmax
+  x[3, [5, 30]] = np.nan                   # NaN: the first NaN, as jnp.argmax
+  x[4, 10:] = -np.inf
+  x[5, :] = 1.0
+  np.testing.assert_array_equal(jax.jit(pr.first_argmax)(x), jnp.argmax(x, axis=-1))
+  assert pr.first_argmax(x).dtype == jnp.int32
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_categorical_draws_the_tokens_of_jax_random_categorical(seed):
+  rng = np.random.default_rng(seed)
+  logits = rng.normal(size=(8, 300)).astype(np.float32) * 3
+  logits[:, 100:] = -np.inf                # a top-k style mask: never drawn
+  key = jax.random.PRNGKey(seed)
+  got = jax.jit(pr.categorical)(key, logits)
+  np.testing.assert_array_equal(got, jax.random.categorical(key, logits, axis=-1))
+  assert got.dtype == jnp.int32 and np.all(np.asarray(got) < 100)
+  keys = jax.random.split(key, 8)          # per-row keys, as the continuous engine draws
+  np.testing.assert_array_equal(jax.vmap(pr.categorical)(keys, logits),
+                                jax.vmap(jax.random.categorical)(keys, logits))
+
+
+def test_categorical_frequencies_follow_softmax():
+  logits = jnp.log(jnp.asarray([[0.1, 0.2, 0.7]], jnp.float32))
+  draws = jax.vmap(lambda k: pr.categorical(k, logits)[0])(
+      jax.random.split(jax.random.PRNGKey(0), 20000))
+  freq = np.bincount(np.asarray(draws), minlength=3) / 20000
+  np.testing.assert_allclose(freq, [0.1, 0.2, 0.7], atol=0.015)

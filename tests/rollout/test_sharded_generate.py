@@ -45,8 +45,9 @@ def reference(tiny, prompts):
 
 
 def _cache_shape_per_device(config, params, tokens, mask, settings, mesh):
-  """``[L, rows, S + N, KV, Dh]`` cache shapes of one device in the compiled program (the
-  lowering hits the cache of the call just made: no new trace or compile)."""
+  """``(rows, KV)`` of one device's per-layer decode caches ``[rows, KV, S + N, Dh]`` in the
+  compiled program (the lowering hits the cache of the call just made: no new trace or
+  compile)."""
   compiled = gen._generate.lower(  # pylint: disable=protected-access
       sharding.shard_params(params, mesh), sharding.shard_rows(tokens, mesh),
       sharding.shard_rows(mask, mesh), jax.random.PRNGKey(3),
@@ -54,7 +55,7 @@ def _cache_shape_per_device(config, params, tokens, mask, settings, mesh):
       config=config, num_samples=G, max_new_tokens=N,
       processor=pr.default_chain(TEMPERATURE, None, None, None), pad_token_id=0,
       return_entropy=True, force_full_length=False, mesh=mesh).compile()
-  dims = (config.num_layers, r"(\d+)", tokens.shape[1] + N, r"(\d+)", config.head_dim)
+  dims = (r"(\d+)", r"(\d+)", tokens.shape[1] + N, config.head_dim)
   pattern = r"f32\[" + ",".join(map(str, dims)) + r"\]"
   return {tuple(int(v) for v in m) for m in re.findall(pattern, compiled.as_text())}
 
@@ -97,7 +98,7 @@ def test_row_and_cache_specs_fall_back_to_replication():
   assert sharding.row_spec(mesh, 8) == jax.sharding.PartitionSpec(("data", "fsdp"))
   assert sharding.row_spec(mesh, 6) == jax.sharding.PartitionSpec()  # 4 does not divide 6
   assert sharding.cache_spec(mesh, 8, 2) == jax.sharding.PartitionSpec(
-      None, ("data", "fsdp"), None, "tensor", None)
+      None, ("data", "fsdp"), "tensor", None, None)
   assert sharding.cache_spec(mesh, 6, 3) == jax.sharding.PartitionSpec(None, None, None, None,
                                                                        None)
 
