@@ -14,7 +14,10 @@ same weights, and each decode step against the memory-bandwidth bound.
   same model built from the same weights (our params exported with
   `rlvr_jax.models.hf.export_hf`, or the ``--hf_dir`` checkpoint),
   ``model.generate(do_sample=True, top_k=0, min_new_tokens=N)`` on CUDA when available, after a
-  short warm-up; ``speedup`` is each engine's tokens/s over transformers'.
+  short warm-up; ``speedup`` is each engine's tokens/s over transformers'. With ``--plain``, also
+  the plain JAX loop of ``benchmarks/plain_decode.py`` (about a hundred lines: a static cache,
+  a Python loop over the layers, ``jax.random.categorical``; no early exit, no shared prefill)
+  on the same weights and rows: ``plain`` and ``speedup_over_plain``.
 * ``--length_dist=lognormal``: sequence ``b`` is made to stop after
   ``L_b = clip(round(median_len * exp(length_sigma * z_b)), 1, new_tokens)`` tokens (``z_b`` standard
   normal, drawn from ``--seed``), so random weights produce an RL policy's long-tailed lengths.
@@ -96,6 +99,9 @@ _LENGTH_DIST = flags.DEFINE_enum("length_dist", "none", ["none", "lognormal"],
                                  "none: every sequence runs new_tokens; lognormal: forced lengths")
 _MEDIAN_LEN = flags.DEFINE_integer("median_len", 300, "lognormal: median length")
 _LENGTH_SIGMA = flags.DEFINE_float("length_sigma", 1.0, "lognormal: sigma of log-length")
+_PLAIN = flags.DEFINE_boolean(
+    "plain", False, "full-length mode: also time the plain JAX decode loop of "
+    "benchmarks/plain_decode.py on the same weights and rows (speedup_over_plain)")
 _HBM_GBPS = flags.DEFINE_float(
     "hbm_gbps", 0.0, "memory bandwidth in GB/s for the bound (0: by device kind; none on CPU)")
 
@@ -218,6 +224,21 @@ def _full_length(engine, config, params, prompts, group_size, new_tokens, num_sl
   result["bandwidth"] = _bandwidth(config, params, rows, s + new_tokens,
                                    (median - prefill_s) / steps, gbps)
   return result
+
+
+def _plain(config, params, prompts, group_size, new_tokens, repeats):
+  """The plain decode loop (`plain_decode.plain_generate`) on the same ``P * G`` rows, each
+  prompt repeated ``G`` times (it has no shared prefill), ``N`` tokens at temperature 1."""
+  import plain_decode  # pylint: disable=g-import-not-at-top  (this script's directory)
+  rows = jnp.asarray(np.repeat(prompts, group_size, axis=0))
+  mask = jnp.ones(rows.shape, bool)
+  call = lambda seed: plain_decode.plain_generate(params, config, rows, mask,
+                                                  jax.random.PRNGKey(seed),
+                                                  max_new_tokens=new_tokens)
+  first, steady, _ = _timed(call, repeats)
+  median, out = _summary(first, steady)
+  out["tokens_per_s"] = round(rows.shape[0] * new_tokens / median, 1)
+  return out
 
 
 def _draw_lengths(b, new_tokens, seed):
@@ -364,6 +385,11 @@ def main(argv):
     for engine in engines:
       result[engine] = _full_length(engine, config, params, prompts, g, n, num_slots,
                                     _REPEATS.value, gbps)
+    if _PLAIN.value:
+      result["plain"] = _plain(config, params, prompts, g, n, _REPEATS.value)
+      result["speedup_over_plain"] = {
+          engine: round(result[engine]["tokens_per_s"] / result["plain"]["tokens_per_s"], 2)
+          for engine in engines}
     try:
       import torch  # pylint: disable=g-import-not-at-top,unused-import
       torch_available = True
