@@ -21,6 +21,12 @@ the wrong shape, costs that function's reward for that call (every sample missin
 ``rewards/<name>/failures``, a ``RuntimeWarning`` naming it); a NaN or an infinity costs only its
 own sample. The run never stops because of a reward function.
 
+**State across steps**: a function that carries a value from call to call (RLPR's EMA std
+threshold) keeps it in a JSON-serialisable dict attribute ``fn.state``; the trainer saves every
+such dict in its checkpoints and puts it back on resume
+(:meth:`rlvr_jax.train.stages.group_rewards.GroupRewards.state_dict`), so a resumed run scores
+as the uninterrupted one would.
+
 The registry maps names to factories: :func:`register` ``(name, factory)`` and
 :func:`build` ``(name, **kwargs) -> fn``. The built-in designs (TTRL, Co-Reward, VeRPO,
 VeriFree, RLPR, the log-probability reward, SAR, DARL) are registered by

@@ -425,8 +425,8 @@ def rlpr(*, delimiter: str = "<answer", template: str = "{answer}", debias: bool
   precomputes it once with the base model); ``R = (1 - w) r_hat + w · fmt`` with ``fmt = 1``
   where the delimiter was found (``w = format_weight``, 0.1). With ``std_filter``, groups whose
   reward std is below ``beta`` leave the loss; ``beta`` starts at ``std_threshold`` and follows
-  ``beta <- m beta + (1 - m) mean_std`` after every call (``m = momentum``; the state lives in
-  this function, not in checkpoints). Format weight, filter and EMA defaults come from a
+  ``beta <- m beta + (1 - m) mean_std`` after every call (``m = momentum``; ``beta`` is the
+  function's ``state``, which the trainer checkpoints and restores on resume). Format weight, filter and EMA defaults come from a
   third-party reimplementation [UNVERIFIED against the official code]. Metrics:
   ``std_threshold``, ``kept_groups``, ``valid``.
   """
@@ -460,6 +460,7 @@ def rlpr(*, delimiter: str = "<answer", template: str = "{answer}", debias: bool
       metrics["kept_groups"] = float((~drop).sum())
     return GroupRewardResult(rewards, metrics, drop_groups=drop)
 
+  fn.state = state
   return fn
 
 

@@ -309,6 +309,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       params, extras, tx, mesh, ckpt, resume_step, with_reference=with_reference,
       model_config=model_config, lora_config=lora_config, lora_key=lora_key, workdir=workdir)
   start_step, position = int(resume_step or 0), int(extras["data_position"])
+  for stage in stages:
+    stage.load_state_dict(dict(extras.get("stages", {})).get(stage.name, {}))
   runtime_before = float(extras.get("runtime_s", 0.0))
 
   update = _make_update(objective, tx, schedule, model_config, rl, shardings, mesh,
@@ -398,6 +400,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         ckpt.save(step + 1, state.replace(frozen=None), {
             "data_position": position, "before": extras.get("before", {}),
             "runtime_s": runtime_before + time.time() - start_time,
+            "stages": {s.name: s.state_dict() for s in stages if s.state_dict()},
             "config": checkpoint_lib.to_jsonable(config)})
 
     policy = builders.policy_params(state.params, state.frozen, lora_config)

@@ -254,5 +254,17 @@ class Stage:
     """Samples per group after this stage, given ``width`` before it."""
     return width
 
+  def state_dict(self) -> Dict[str, Any]:
+    """State the stage carries from step to step, JSON-serialisable; the trainer saves it in
+    every checkpoint (``extras["stages"][name]``) and hands it to :meth:`load_state_dict` on
+    resume, so a resumed run continues as the uninterrupted one would. Stateless: ``{}``."""
+    return {}
+
+  def load_state_dict(self, state: Dict[str, Any]) -> None:
+    """Restores what :meth:`state_dict` returned (called on resume, before the first step)."""
+    if state:
+      raise ValueError(f"stage {type(self).__name__} keeps no state, but the checkpoint holds "
+                       f"{sorted(state)}")
+
   def __call__(self, ctx: StepContext, group: GroupBatch) -> Tuple[GroupBatch, Metrics]:
     raise NotImplementedError

@@ -201,6 +201,21 @@ class GroupRewards(base.Stage):
     self.scores_all_positions = any(getattr(f.fn, "scores_all_positions", False)
                                     for f in self.functions)
 
+  def state_dict(self) -> Dict[str, Any]:
+    """The ``state`` dicts of the functions that keep one (e.g. RLPR's EMA threshold), by name."""
+    return {f.name: dict(f.fn.state) for f in self.functions if hasattr(f.fn, "state")}
+
+  def load_state_dict(self, state: Dict[str, Any]) -> None:
+    """Puts saved function states back; a saved function the config no longer has is an
+    error (the resumed run would silently start it afresh otherwise)."""
+    holders = {f.name: f.fn.state for f in self.functions if hasattr(f.fn, "state")}
+    unknown = sorted(set(state) - set(holders))
+    if unknown:
+      raise ValueError(f"the checkpoint holds state of group reward functions {unknown}, which "
+                       f"this config's stateful functions {sorted(holders)} do not include")
+    for name, saved in state.items():
+      holders[name].update(saved)
+
   def __call__(self, ctx: base.StepContext, group: base.GroupBatch
                ) -> Tuple[base.GroupBatch, base.Metrics]:
     if ctx.step != self._chunks[0]:

@@ -300,3 +300,34 @@ def test_verifree_recipe_trains_on_the_spliced_reference(tmp_path):
   loop.train(config, str(tmp_path), batch_callback=callback)
   assert len(checked) == 2 and sum(checked) > 0, checked  # finished samples were spliced
   assert "verifree/answer_logprob" in _metrics(tmp_path)[-1]
+
+
+def test_function_state_survives_a_resume(tmp_path):
+  """RLPR's EMA threshold is saved in each checkpoint and restored on resume: a run stopped
+  after step 2 and resumed scores step 3 with the threshold it had reached, not a fresh one."""
+  from rlvr_jax.train import loop  # pylint: disable=g-import-not-at-top
+  config = recipes.get_config("rlpr,tiny")
+  config.sft.num_steps, config.rl.num_steps, config.checkpoint.every = 0, 2, 1
+  config.rl.stages.group_rewards.functions.rlpr.std_threshold = 0.3
+  loop.train(config, str(tmp_path))
+  from rlvr_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  with checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints")) as ckpt:
+    saved = ckpt.restore(2)[1]["stages"]["group_rewards"]["rlpr"]["beta"]
+  assert saved != 0.3  # two calls moved it
+  config.rl.num_steps = 3
+  loop.train(config, str(tmp_path))
+  records = _metrics(tmp_path)
+  assert [r["step"] for r in records] == [1, 2, 3]
+  assert records[0]["rlpr/std_threshold"] == pytest.approx(0.3)
+  assert records[2]["rlpr/std_threshold"] == pytest.approx(saved)
+
+
+def test_state_of_an_unknown_function_is_refused():
+  stage = gr.GroupRewards(dict(gr.DEFAULTS, functions={"rlpr": {}}), _run())
+  assert set(stage.state_dict()) == {"rlpr"}
+  stage.load_state_dict({"rlpr": {"beta": 0.125}})
+  assert stage.state_dict() == {"rlpr": {"beta": 0.125}}
+  with pytest.raises(ValueError, match="ttrl"):
+    stage.load_state_dict({"ttrl": {"x": 1}})
+  with pytest.raises(ValueError, match="keeps no state"):
+    base.Stage().load_state_dict({"x": 1})
