@@ -389,9 +389,7 @@ class Transformer(nn.Module):
     else:
       cache_index = jnp.asarray(cache_index, jnp.int32)
       kv = (cache.k, cache.v)
-    allowed = None if flash else (
-        _allowed(attention_mask, t) if cache is None
-        else _allowed(attention_mask, t, cache_index))
+    allowed = None if flash else _allowed(attention_mask, t, cache_index)
     cos, sin = _rope_tables(cfg, positions)
 
     embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype,
@@ -420,11 +418,11 @@ class Transformer(nn.Module):
     return _project_logits(hidden, weight, cfg.tie_word_embeddings, cfg.compute_dtype), new_cache
 
 
-def _allowed(attention_mask: Array, t: int, cache_index: Optional[Array] = None) -> Array:
+def _allowed(attention_mask: Array, t: int, cache_index: Array) -> Array:
   """``[B, T, S]`` bool: the query at slot ``cache_index + i`` may read key slot ``s`` when
   ``s <= cache_index + i`` and ``attention_mask[b, s]`` (without a cache, ``cache_index = 0`` and
   ``S = T``)."""
-  q_slot = jnp.arange(t) if cache_index is None else cache_index + jnp.arange(t)
+  q_slot = cache_index + jnp.arange(t)
   k_slot = jnp.arange(attention_mask.shape[1])
   return (k_slot[None, :] <= q_slot[:, None])[None] & attention_mask[:, None, :]
 
@@ -486,7 +484,8 @@ def apply_unrolled(params: Params, layers: Tuple[Params, ...], config: ModelConf
   cache_index = jnp.asarray(cache_index, jnp.int32)
   allowed = _allowed(attention_mask, tokens.shape[1], cache_index)
   cos, sin = _rope_tables(cfg, positions)
-  x = jnp.take(params["embed"]["embedding"].astype(cfg.compute_dtype), tokens, axis=0)
+  # Gather, then cast: the rows read, not the whole table (the values nn.Embed gives).
+  x = jnp.take(params["embed"]["embedding"], tokens, axis=0).astype(cfg.compute_dtype)
   block = DecoderBlock(cfg)
   new_caches = []
   for layer_params, cache in zip(layers, caches):

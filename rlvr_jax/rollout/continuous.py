@@ -16,8 +16,8 @@ Layout and memory.
   in slot ``j`` keeps its prompt in columns ``[0, S)`` (left-padded, pads masked) and its ``t``-th
   completion token's input at column ``S - 1 + t``; the last column ``S + N - 1`` is a scratch
   column (below).
-* Prompt ring ``[L, R, KV, S, Dh]`` (``R = prefill_chunk`` prompts): prompts are prefilled ``R`` at a
-  time, in order, each exactly once whatever ``G`` is; a row's slot gets a copy of its prompt's
+* Prompt ring ``[L, R, KV, S, Dh]`` (``R = prefill_chunk`` prompts): prompts are prefilled ``R``
+  at a time, in order, each exactly once whatever ``G`` is; a row's slot gets a copy of its prompt's
   keys/values when the row starts. Rows start in group-major order, so once a row of prompt
   ``p`` starts, no row of a prompt before ``p`` is pending, and the ring only ever holds the
   chunk of the next rows to start.

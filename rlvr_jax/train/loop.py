@@ -400,7 +400,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         ckpt.save(step + 1, state.replace(frozen=None), {
             "data_position": position, "before": extras.get("before", {}),
             "runtime_s": runtime_before + time.time() - start_time,
-            "stages": {s.name: s.state_dict() for s in stages if s.state_dict()},
+            "stages": {s.name: kept for s in stages if (kept := s.state_dict())},
             "config": checkpoint_lib.to_jsonable(config)})
 
     policy = builders.policy_params(state.params, state.frozen, lora_config)
