@@ -51,8 +51,10 @@ The tests check both token for token. The static engine itself draws a whole bat
 the same key.
 
 On a mesh (``mesh=``): the prompts are split over the ``("data", "fsdp")`` axes
-(`rlvr_jax.rollout.sharding`) and each row shard runs its own engine (``shard_map``) on its rows,
-which keep their global row indices, hence their keys: the result equals the unsharded call.
+(`rlvr_jax.rollout.sharding`) and each row shard runs its own engine (``shard_map``, manual over
+the batch axes) on its rows, which keep their global row indices, hence their keys: the result
+equals the unsharded call. ``tensor`` stays an automatic axis inside a shard, so the decode step is
+tensor-parallel with the params' training split.
 
 Log-probs and entropy are those of `rlvr_jax.rollout.generate` (the processed distribution
 sampled from), and so are ``lengths``, ``truncated`` and padding. Compilation: one program per
@@ -316,10 +318,11 @@ def _generate(params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths, *
     return rollout, jax.tree.map(lambda x: x[None], stats)
 
   rows, whole = PartitionSpec(axes), PartitionSpec()
-  # Params enter whole (gathered from their fsdp/tensor shards once per call): each shard decodes
-  # its rows with the full model, and devices along "tensor" repeat the same work.
+  # Manual over the batch axes only: each row shard runs its own schedule, while "tensor" stays
+  # an automatic axis inside, so params keep their tensor-parallel split (heads, F and V over
+  # "tensor"; XLA adds the collectives) and only their fsdp shards are gathered, once per call.
   return jax.shard_map(shard, mesh=mesh, in_specs=(whole, rows, rows, whole, whole, rows),
-                       out_specs=(rows, rows), check_vma=False)(
+                       out_specs=(rows, rows), axis_names=frozenset(axes), check_vma=False)(
                            params, prompt_tokens, prompt_mask, rng, stop_ids, stop_lengths)
 
 
@@ -397,9 +400,10 @@ def generate(
       prefill counts summed over shards).
     mesh: generate on this ``("data", "fsdp", "tensor")`` mesh: the prompts are split over
       ``data x fsdp`` (`rlvr_jax.rollout.sharding`) and each of those row shards runs its own
-      engine on its own rows, with ``ceil(num_slots / shards)`` slots (params are gathered whole
-      per shard; ``tensor`` devices repeat their shard's work). The rows are those of the
-      unsharded call (per-row keys). A prompt count the shards do not divide runs as one engine.
+      engine on its own rows, with ``ceil(num_slots / shards)`` slots; inside a shard the params
+      keep their ``tensor`` split (tensor-parallel decode, KV heads over ``tensor``) and only
+      their fsdp shards are gathered, once per call. The rows are those of the unsharded call
+      (per-row keys). A prompt count the shards do not divide runs as one engine.
 
   Returns:
     `rlvr_jax.types.Rollout` with ``B = P * G`` group-major rows and ``T = N``, or

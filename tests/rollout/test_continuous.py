@@ -7,6 +7,8 @@ Four prompts x G=2 on the tiny model of ``conftest.py``, 12 new tokens, 3 slots 
 start in three waves and refills happen mid-loop. Distinct jit shapes are few on purpose.
 """
 
+import re
+
 import jax
 import jax.extend.core as jex
 import numpy as np
@@ -117,6 +119,45 @@ def test_mesh_shards_run_their_own_rows(tiny, prompts, free_run):
   assert r.tokens.sharding.spec == sharding.row_spec(mesh, r.tokens.shape[0])
   assert int(stats.prefilled_prompts) == len(tokens) and int(stats.prefill_calls) == len(tokens)
   assert int(stats.decode_steps) == 2 * N
+
+
+def _collectives_by_computation(hlo_text):
+  """``{computation name: [collective op names]}`` of a compiled HLO module's text."""
+  found, name = {}, None
+  for line in hlo_text.splitlines():
+    if line and not line[0].isspace() and line.rstrip().endswith("{"):
+      name = "ENTRY" if line.startswith("ENTRY") else line.split()[0]
+    op = re.search(r"\s(all-gather|all-reduce|reduce-scatter|all-to-all)(-start)?\(", line)
+    if op:
+      found.setdefault(name, []).append(op.group(1))
+  return found
+
+
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (simulated) devices")
+def test_mesh_decode_is_tensor_parallel(tiny, prompts, free_run):
+  """On (data=2, fsdp=2, tensor=2): same rows as unsharded, each device's slot cache holds
+  KV / tensor heads, and the decode loop has no all-gather (fsdp shards are gathered once, in
+  the entry computation; the loop only all-reduces activations and sampling reductions)."""
+  config, params = tiny
+  _, tokens, mask = prompts
+  mesh = mesh_lib.make_mesh(2, 2, 2)
+  placed = sharding.shard_params(params, mesh)
+  r = _run(tiny, prompts, mesh=mesh, params=placed)[0]
+  np.testing.assert_array_equal(r.tokens, free_run[0].tokens)
+  rows = sharding.shard_rows(np.full(len(tokens) * G, N, np.int32), mesh)
+  compiled = cont._generate.lower(  # pylint: disable=protected-access
+      placed, sharding.shard_rows(tokens, mesh), sharding.shard_rows(mask, mesh), KEY,
+      gen._stop_id_array(()), rows, config=config, mesh=mesh,  # pylint: disable=protected-access
+      processor=pr.default_chain(SETTINGS["temperature"]), force_full_length=False,
+      num_slots=1, prefill_chunk=1,
+      **{k: v for k, v in SETTINGS.items() if k != "temperature"}).compile().as_text()
+  s = tokens.shape[1]
+  per_device = set(re.findall(rf"f32\[(\d+),(\d+),{s + N},{config.head_dim}\]", compiled))
+  assert per_device == {("1", str(config.num_kv_heads // 2))}, per_device
+  collectives = _collectives_by_computation(compiled)
+  assert "all-gather" in collectives.get("ENTRY", []), collectives
+  in_loops = [op for name, ops in collectives.items() if name != "ENTRY" for op in ops]
+  assert in_loops and set(in_loops) == {"all-reduce"}, collectives
 
 
 def _cache_like_shapes(jaxpr, layers, kv_heads, head_dim):
