@@ -19,8 +19,9 @@ same weights, and each decode step against the memory-bandwidth bound.
   a Python loop over the layers, ``jax.random.categorical``; no early exit, no shared prefill)
   on the same weights and rows: ``plain`` and ``speedup_over_plain``.
 * ``--length_dist=lognormal``: sequence ``b`` is made to stop after
-  ``L_b = clip(round(median_len * exp(length_sigma * z_b)), 1, new_tokens)`` tokens (``z_b`` standard
-  normal, drawn from ``--seed``), so random weights produce an RL policy's long-tailed lengths.
+  ``L_b = clip(round(median_len * exp(length_sigma * z_b)), 1, new_tokens)`` tokens (``z_b``
+  standard normal, drawn from ``--seed``), so random weights produce an RL policy's long-tailed
+  lengths.
   ``useful_tokens_per_s`` counts the ``sum_b L_b`` tokens before the stops; ``engine_tokens_per_s``
   counts every token position the engine decoded (finished rows and idle slots included). Both
   engines get the same lengths and the same memory, ``--num_slots`` sequences of KV cache:
@@ -45,7 +46,11 @@ the run's prompts alone (the static engine's: all ``P`` prompts into an ``S + N`
 continuous engine's: ``prefill_chunk`` prompts at a time into an ``S``-column ring, which the
 measurement approximates by one pass over all ``P``) and ``decode_steps`` is ``N - 1`` for the
 static engine (its first token comes from the prefill) and the engine's own count for the
-continuous one. ``pct_of_bound = 100 * bound_step_s / step_s``.
+continuous one. ``pct_of_bound = 100 * bound_step_s / step_s``. ``weight_bytes`` counts the
+weights as stored: with ``--param_dtype=float32 --dtype=bfloat16`` (the trainer's mixed precision)
+they are float32, and the step shows whether the per-use cast to bfloat16 is paid on every step
+(the model casts each weight where it is used; XLA may hoist that cast out of the decode loop,
+or on a CPU drop it, computing in float32 with excess precision).
 
 Examples:
   python benchmarks/rollout.py --preset=tiny --batch=16 --group_size=4 --prompt_len=32 \
@@ -86,7 +91,12 @@ _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 32, "prompt tokens S")
 _NEW_TOKENS = flags.DEFINE_integer(
     "new_tokens", 64, "generated tokens per sequence N (lognormal: the budget and longest length)")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
-                           "param and compute dtype (both frameworks)")
+                           "compute dtype (both frameworks; also the param dtype unless "
+                           "--param_dtype)")
+_PARAM_DTYPE = flags.DEFINE_enum(
+    "param_dtype", None, ["float32", "bfloat16"],
+    "rlvr_jax's param dtype, default --dtype; float32 with --dtype=bfloat16 is the trainer's "
+    "mixed precision (float32 master weights, bfloat16 compute)")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "steady-state jax calls to time")
 _SKIP_TORCH = flags.DEFINE_boolean("skip_torch", False, "do not run transformers' generate")
 _SEED = flags.DEFINE_integer("seed", 0, "seed for weights, prompts and drawn lengths")
@@ -345,13 +355,14 @@ def main(argv):
     raise app.UsageError("--num_slots must be a multiple of --group_size (the static engine's "
                          "calls take whole groups)")
   engines = ("static", "continuous") if _ENGINE.value == "both" else (_ENGINE.value,)
+  param_dtype = _PARAM_DTYPE.value or _DTYPE.value
   with tempfile.TemporaryDirectory() as tmp:
     if _HF_DIR.value:
       config, params = hf_lib.load_hf(_HF_DIR.value, dtype=_DTYPE.value,
-                                      param_dtype=_DTYPE.value)
+                                      param_dtype=param_dtype)
       hf_dir, model_name = _HF_DIR.value, _HF_DIR.value
     else:
-      config = model_preset(_PRESET.value, dtype=_DTYPE.value, param_dtype=_DTYPE.value)
+      config = model_preset(_PRESET.value, dtype=_DTYPE.value, param_dtype=param_dtype)
       params = transformer_lib.init_params(config, jax.random.PRNGKey(_SEED.value))
       hf_dir, model_name = None, _PRESET.value
     rng = np.random.default_rng(_SEED.value)
@@ -360,7 +371,8 @@ def main(argv):
     gbps = _hbm_gbps(device)
     result = {
         "model": model_name, "batch": b, "group_size": g, "prompt_len": _PROMPT_LEN.value,
-        "new_tokens": n, "dtype": _DTYPE.value, "device": _device_name(device),
+        "new_tokens": n, "dtype": _DTYPE.value, "param_dtype": param_dtype,
+        "device": _device_name(device),
         "jax_version": jax.__version__, "length_dist": _LENGTH_DIST.value,
     }
     if long_tail:

@@ -194,7 +194,8 @@ def _decode_turn(params, cache, cache_mask, slot, positions, logits, budget, rng
     return t + 1, caches, column, logits, done, n, recent, tokens, logprobs
 
   init = (jnp.int32(0), transformer_lib.split_cache(cache), cache_mask, logits, budget <= 0,
-          jnp.zeros((b,), jnp.int32), jnp.full((b, window), -2, jnp.int32), jnp.full((b, max_new), pad_token_id, jnp.int32),
+          jnp.zeros((b,), jnp.int32), jnp.full((b, window), -2, jnp.int32),
+          jnp.full((b, max_new), pad_token_id, jnp.int32),
           jnp.zeros((b, max_new), jnp.float32))
   steps, caches, cache_mask, logits, _, n, _, tokens, logprobs = jax.lax.while_loop(
       cond, body, init)
