@@ -6,7 +6,7 @@
 #   bash benchmarks/gpu_session.sh rollout   # call A: carry .gpu_carry/model_a
 #   bash benchmarks/gpu_session.sh trl       # call B, at once (the machine stays warm 30 s):
 #                                            #   carry .gpu_carry/wheels and .gpu_carry/model_b
-#   bash benchmarks/gpu_session.sh bigger    # call C, if device time is left (3 runs, <= 240 s)
+#   bash benchmarks/gpu_session.sh bigger    # call C, if device time is left (<= 440 s)
 #
 # `bash benchmarks/gpu_carry.sh` builds .gpu_carry/ first (the wheels the device image lacks,
 # and the SmolLM2 GGUF in two halves, since one call carries at most 64 MiB). SMOKE=1 runs the
@@ -131,7 +131,14 @@ print(os.path.join(d, "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
           --batch=$((batch / 2)) --group_size=1 --prompt_len="$prompt" --new_tokens="$new" \
           --dtype="$dtype" --engine=both --repeats=2 --skip_torch
     done
-    # 5. The trainer's mixed precision (float32 weights, bfloat16 compute), the issue's shape.
+    # 5. vs TRL in bfloat16 (float32 weights, bfloat16 compute on both sides), a few steps.
+    if [ -f /tmp/SmolLM2-135M-Instruct.Q4_1.gguf ] && [ "$smoke" != 1 ]; then
+      export PYTHONPATH="/tmp/gpu_site${PYTHONPATH:+:$PYTHONPATH}"
+      JSON_BY_FLAG=1 run vs_trl_bf16 200 "$python" benchmarks/vs_trl.py \
+          --model=/tmp/SmolLM2-135M-Instruct.Q4_1.gguf --device=gpu --dtype=bfloat16 \
+          --num_steps=6 --work_dir=/tmp/vs_trl_gpu_session --out="$out/vs_trl_bf16.json"
+    fi
+    # 6. The trainer's mixed precision (float32 weights, bfloat16 compute), the issue's shape.
     run rollout_mixed_precision 60 "$python" benchmarks/rollout.py --preset="$model" \
         --batch="$batch" --group_size="$group" --prompt_len="$prompt" --new_tokens="$new" \
         --dtype="$dtype" --param_dtype=float32 --engine=static --repeats=2 --skip_torch

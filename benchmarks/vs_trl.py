@@ -114,6 +114,10 @@ DIFFERENCES = {
         "holding the step's longest completion with rl.trim_padding (default), else "
         "max_new_tokens; a static shape, so XLA compiles once per width."),
     "reward": "Both score in the trainer's process (rlvr_jax: reward.num_workers=0).",
+    "matmul_precision": (
+        "On a GPU, float32 matrix products run in TF32 on both sides: JAX's default precision, "
+        "and torch.set_float32_matmul_precision('high') in the TRL process (torch's default is "
+        "full float32). On a CPU both compute in float32."),
     "loss": (
         "Same GRPO loss; TRL divides the group std by (std + 1e-4), rlvr_jax by (std + 1e-6). "
         "Both compute the token entropy for logging."),
@@ -218,6 +222,10 @@ def run_trl(hf_dir: str, work_dir: str) -> dict:
   dataset = datasets.Dataset.from_list([{"prompt": r["prompt"], "answer": r["answer"]}
                                         for r in rows])
   gpu = _DEVICE.value == "gpu"
+  if gpu:
+    # JAX's default precision for float32 matrix products on a GPU is TF32; torch's is full
+    # float32. "high" lets torch use TF32 too, so that both do the same arithmetic.
+    torch.set_float32_matmul_precision("high")
   args = trl.GRPOConfig(
       output_dir=os.path.join(work_dir, "trl_out"), report_to="none", save_strategy="no",
       logging_steps=1, max_steps=_NUM_STEPS.value, seed=_SEED.value, use_cpu=not gpu,
