@@ -136,18 +136,18 @@ def _collectives_by_computation(hlo_text):
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (simulated) devices")
 def test_mesh_decode_is_tensor_parallel(tiny, prompts, free_run):
   """On (data=2, fsdp=2, tensor=2): same rows as unsharded, each device's slot cache holds
-  KV / tensor heads, and the decode loop has no all-gather (fsdp shards are gathered once, in
-  the entry computation; the loop only all-reduces activations and sampling reductions)."""
+  KV / tensor heads, and no all-gather runs outside the entry computation (fsdp shards are
+  gathered once there; the loops only all-reduce activations and sampling reductions)."""
   config, params = tiny
   _, tokens, mask = prompts
   mesh = mesh_lib.make_mesh(2, 2, 2)
   placed = sharding.shard_params(params, mesh)
   r = _run(tiny, prompts, mesh=mesh, params=placed)[0]
   np.testing.assert_array_equal(r.tokens, free_run[0].tokens)
-  rows = sharding.shard_rows(np.full(len(tokens) * G, N, np.int32), mesh)
+  stop_lengths = sharding.shard_rows(np.full(len(tokens) * G, N, np.int32), mesh)
   compiled = cont._generate.lower(  # pylint: disable=protected-access
       placed, sharding.shard_rows(tokens, mesh), sharding.shard_rows(mask, mesh), KEY,
-      gen._stop_id_array(()), rows, config=config, mesh=mesh,  # pylint: disable=protected-access
+      gen._stop_id_array(()), stop_lengths, config=config, mesh=mesh,  # pylint: disable=protected-access
       processor=pr.default_chain(SETTINGS["temperature"]), force_full_length=False,
       num_slots=1, prefill_chunk=1,
       **{k: v for k, v in SETTINGS.items() if k != "temperature"}).compile().as_text()
