@@ -101,13 +101,17 @@ case "$part" in
     ;;
   trl)
     # The device image lacks these (trl, datasets, ml-collections, gguf, reasoning-gym and their
-    # pure-Python dependencies; pycosat, which reasoning-gym imports, is built from its sdist).
+    # pure-Python dependencies; pycosat, which reasoning-gym imports, as a wheel built for 3.12).
     site=/tmp/gpu_site
     if [ "$smoke" != 1 ]; then
-      "$python" -m pip install -q --no-deps --no-index --no-build-isolation --target "$site" \
-          .gpu_carry/wheels/*.whl .gpu_carry/wheels/pycosat-*.tar.gz >&2 || \
-          echo "wheel install failed" >&2
+      "$python" -m pip install -q --no-deps --no-index --target "$site" \
+          .gpu_carry/wheels/*.whl >&2 || echo "wheel install failed" >&2
       export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+      if ! "$python" -c "import pycosat" 2>/dev/null; then
+        echo "the carried pycosat wheel does not load; building it from its sdist" >&2
+        "$python" -m pip install -q --no-deps --no-index --no-build-isolation --upgrade \
+            --target "$site" .gpu_carry/wheels/fallback/pycosat-*.tar.gz >&2
+      fi
       if ! "$python" -c "import datasets" 2>/dev/null; then
         echo "datasets 5.2 does not import here; installing the fallback 4.8.5" >&2
         "$python" -m pip install -q --no-deps --no-index --upgrade --target "$site" \
