@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements that issues #11 (rollout) and #16 (vs TRL) still need, as two calls of
-# the device tool that fit its 15 minutes, most important first (benchmarks/README.md, "A GPU
-# session"). Run from the repository root:
+# the device tool that fit its 15 minutes (and a third if time is left), most important first
+# (benchmarks/README.md, "A GPU session, prepared"). Run from the repository root:
 #
 #   bash benchmarks/gpu_session.sh rollout   # call A: carry .gpu_carry/model_a
 #   bash benchmarks/gpu_session.sh trl       # call B, at once (the machine stays warm 30 s):
@@ -13,7 +13,7 @@
 # same steps at toy sizes on a CPU, to check the script before spending device time.
 #
 # Every run writes its JSON under $OUT (default /tmp/gpu_session) and its log beside it (at most
-# six files: the device tool returns eight); each has its own time limit, so a slow or failing
+# eight files per call, what the device tool returns); each has its own time limit, so a failing
 # run costs its slot, not the later ones. The last lines printed are a summary of the figures
 # the issues ask for. Limits: call A at most 370 s, call B at most 300 s, so both and the
 # machine's start fit the 15 minutes with room to spare.
