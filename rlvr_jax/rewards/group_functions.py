@@ -427,8 +427,8 @@ def rlpr(*, delimiter: str = "<answer", template: str = "{answer}", debias: bool
   reward std is below ``beta`` leave the loss; ``beta`` starts at ``std_threshold`` and follows
   ``beta <- m beta + (1 - m) mean_std`` after every call (``m = momentum``; ``beta`` is the
   function's ``state``, which the trainer checkpoints and restores on resume). Format weight,
-  filter and EMA defaults come from a third-party reimplementation [UNVERIFIED against the official code]. Metrics:
-  ``std_threshold``, ``kept_groups``, ``valid``.
+  filter and EMA defaults come from a third-party reimplementation [UNVERIFIED against the
+  official code]. Metrics: ``std_threshold``, ``kept_groups``, ``valid``.
   """
   state = {"beta": float(std_threshold)}
 

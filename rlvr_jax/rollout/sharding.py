@@ -131,9 +131,8 @@ def constrain_cache(cache: Any, mesh: Optional[Mesh]) -> Any:
   if mesh is None:
     return cache
 
-  def constrain(x):
-    stacked = x if x.ndim == 5 else x[None]
-    spec = cache_spec(mesh, stacked.shape[1], stacked.shape[2])
+  def constrain(x):  # Rows and KV heads are the 4th- and 3rd-last axes in both layouts.
+    spec = cache_spec(mesh, x.shape[-4], x.shape[-3])
     spec = spec if x.ndim == 5 else PartitionSpec(*spec[1:])
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 

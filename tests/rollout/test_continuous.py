@@ -145,9 +145,10 @@ def test_mesh_decode_is_tensor_parallel(tiny, prompts, free_run):
   r = _run(tiny, prompts, mesh=mesh, params=placed)[0]
   np.testing.assert_array_equal(r.tokens, free_run[0].tokens)
   stop_lengths = sharding.shard_rows(np.full(len(tokens) * G, N, np.int32), mesh)
+  stop_ids = gen._stop_id_array(())  # pylint: disable=protected-access
   compiled = cont._generate.lower(  # pylint: disable=protected-access
       placed, sharding.shard_rows(tokens, mesh), sharding.shard_rows(mask, mesh), KEY,
-      gen._stop_id_array(()), stop_lengths, config=config, mesh=mesh,  # pylint: disable=protected-access
+      stop_ids, stop_lengths, config=config, mesh=mesh,
       processor=pr.default_chain(SETTINGS["temperature"]), force_full_length=False,
       num_slots=1, prefill_chunk=1,
       **{k: v for k, v in SETTINGS.items() if k != "temperature"}).compile().as_text()
